@@ -1,0 +1,329 @@
+package tekton
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"text/template"
+	"time"
+
+	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"knative.dev/pkg/apis"
+)
+
+// Options configure the Activities.
+type Options struct {
+	// CancelMode is written to spec.status when an awaiting activity is
+	// cancelled: Cancelled, CancelledRunFinally or StoppedRunFinally.
+	// Optional: default Cancelled.
+	CancelMode pipelinev1.PipelineRunSpecStatus
+	// DashboardURL is a text/template for a run's Tekton Dashboard link,
+	// over .Namespace and .Name. Optional: no links when empty. Example:
+	// "https://tekton.example.com/#/namespaces/{{.Namespace}}/pipelineruns/{{.Name}}".
+	DashboardURL string
+	// HeartbeatInterval is how often RunPipeline heartbeats while nothing
+	// changes. Optional: default a third of the activity's heartbeat
+	// timeout, at most 10 s.
+	HeartbeatInterval time.Duration
+}
+
+// CancelModes lists the accepted values of Options.CancelMode.
+var CancelModes = []pipelinev1.PipelineRunSpecStatus{
+	pipelinev1.PipelineRunSpecStatusCancelled,
+	pipelinev1.PipelineRunSpecStatusCancelledRunFinally,
+	pipelinev1.PipelineRunSpecStatusStoppedRunFinally,
+}
+
+// Activities are kiln's Tekton activities. Register a pointer with the
+// worker; every exported method is an activity, named after the method.
+// They are safe for concurrent use.
+type Activities struct {
+	client     versioned.Interface
+	watcher    *Watcher
+	cancelMode pipelinev1.PipelineRunSpecStatus
+	dashboard  *template.Template
+	heartbeat  time.Duration
+}
+
+// New returns the Activities, using client for writes and w for awaiting.
+func New(client versioned.Interface, w *Watcher, opts Options) (*Activities, error) {
+	a := &Activities{client: client, watcher: w, cancelMode: opts.CancelMode, heartbeat: opts.HeartbeatInterval}
+	if a.cancelMode == "" {
+		a.cancelMode = pipelinev1.PipelineRunSpecStatusCancelled
+	}
+	if !validCancelMode(a.cancelMode) {
+		return nil, fmt.Errorf("cancel mode %q: want one of %v", a.cancelMode, CancelModes)
+	}
+	if opts.DashboardURL != "" {
+		t, err := template.New("dashboard").Option("missingkey=error").Parse(opts.DashboardURL)
+		if err != nil {
+			return nil, fmt.Errorf("dashboard URL template: %w", err)
+		}
+		if err := t.Execute(&bytes.Buffer{}, dashboardData{Namespace: "ns", Name: "run"}); err != nil {
+			return nil, fmt.Errorf("dashboard URL template: %w", err)
+		}
+		a.dashboard = t
+	}
+	return a, nil
+}
+
+func validCancelMode(m pipelinev1.PipelineRunSpecStatus) bool {
+	for _, v := range CancelModes {
+		if m == v {
+			return true
+		}
+	}
+	return false
+}
+
+type dashboardData struct{ Namespace, Name string }
+
+func (a *Activities) dashboardURL(ns, name string) string {
+	if a.dashboard == nil {
+		return ""
+	}
+	var b strings.Builder
+	if err := a.dashboard.Execute(&b, dashboardData{Namespace: ns, Name: name}); err != nil {
+		return ""
+	}
+	return b.String()
+}
+
+// RunPipeline creates the PipelineRun for in, or adopts the one an earlier
+// attempt created, and waits until it is done, heartbeating its Progress.
+//
+// Idempotency: the run's name derives from in.Key (RunName), and a retried
+// attempt re-attaches to the run named in its last heartbeat. It never
+// creates a second run for one key.
+//
+// Errors: a run whose Succeeded condition is False gives a non-retryable
+// ApplicationError whose type is Tekton's reason, with a Failure as details.
+// ErrTypeInvalidSpec, ErrTypeConflict, ErrTypeForbidden and ErrTypeDeleted
+// are non-retryable too; everything else (API-server trouble) is retryable.
+// Cancellation patches the run's spec.status to the configured mode.
+func (a *Activities) RunPipeline(ctx context.Context, in PipelineRunRequest) (PipelineRunResult, error) {
+	pr, err := buildPipelineRun(ctx, in)
+	if err != nil {
+		return PipelineRunResult{}, err
+	}
+	adopted := false
+	var last Progress
+	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &last) == nil && last.PipelineRun != "" {
+		pr.Name = last.PipelineRun
+		if err := a.reattach(ctx, pr); err != nil {
+			return PipelineRunResult{}, err
+		}
+		adopted = true
+	} else if adopted, err = a.create(ctx, pr); err != nil {
+		return PipelineRunResult{}, err
+	}
+	logger := activity.GetLogger(ctx)
+	logger.Info("awaiting pipelinerun", "namespace", pr.Namespace, "pipelinerun", pr.Name, "adopted", adopted)
+	// Record the name at once, so that an attempt after a crash re-attaches.
+	activity.RecordHeartbeat(ctx, Progress{Namespace: pr.Namespace, PipelineRun: pr.Name, Dashboard: a.dashboardURL(pr.Namespace, pr.Name)})
+	res, err := a.await(ctx, pr.Namespace, pr.Name)
+	res.Adopted = adopted
+	return res, err
+}
+
+// create creates pr; on AlreadyExists it adopts the existing run if it is
+// this request's, and reports adopted.
+func (a *Activities) create(ctx context.Context, pr *pipelinev1.PipelineRun) (adopted bool, err error) {
+	_, err = a.client.TektonV1().PipelineRuns(pr.Namespace).Create(ctx, pr, metav1.CreateOptions{})
+	switch {
+	case err == nil:
+		return false, nil
+	case apierrors.IsAlreadyExists(err):
+		return true, a.reattach(ctx, pr)
+	default:
+		return false, classify(fmt.Sprintf("create pipelinerun %s/%s", pr.Namespace, pr.Name), err)
+	}
+}
+
+// reattach checks that the existing run named like pr is pr's request.
+func (a *Activities) reattach(ctx context.Context, pr *pipelinev1.PipelineRun) error {
+	existing, err := a.client.TektonV1().PipelineRuns(pr.Namespace).Get(ctx, pr.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("pipelinerun %s/%s, created by an earlier attempt, no longer exists: it was deleted outside kiln; start the phase again with a new attempt", pr.Namespace, pr.Name),
+			ErrTypeDeleted, nil)
+	}
+	if err != nil {
+		return classify(fmt.Sprintf("get pipelinerun %s/%s", pr.Namespace, pr.Name), err)
+	}
+	for _, k := range []string{LabelManagedBy, LabelKey, LabelSpec} {
+		if got, want := existing.Labels[k], pr.Labels[k]; got != want {
+			return temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("pipelinerun %s/%s exists but is not this request's: label %s is %q, want %q; delete it or change the request key", pr.Namespace, pr.Name, k, got, want),
+				ErrTypeConflict, nil)
+		}
+	}
+	return nil
+}
+
+// await waits for the run through the Watcher until it is done or ctx ends.
+func (a *Activities) await(ctx context.Context, ns, name string) (PipelineRunResult, error) {
+	logger := activity.GetLogger(ctx)
+	sub, err := a.watcher.Subscribe(ctx, ns, name)
+	if err != nil {
+		if ctx.Err() != nil {
+			return PipelineRunResult{}, a.stopped(ctx, ns, name)
+		}
+		return PipelineRunResult{}, fmt.Errorf("watch pipelinerun %s/%s: %w", ns, name, err)
+	}
+	defer sub.Close()
+	tick := time.NewTicker(a.heartbeatInterval(ctx))
+	defer tick.Stop()
+	var (
+		seen bool
+		last = Progress{Namespace: ns, PipelineRun: name, Dashboard: a.dashboardURL(ns, name)}
+	)
+	for {
+		select {
+		case <-sub.C:
+			pr, ok := sub.Get()
+			if !ok {
+				if seen {
+					return PipelineRunResult{}, temporal.NewNonRetryableApplicationError(
+						fmt.Sprintf("pipelinerun %s/%s was deleted while kiln awaited it", ns, name), ErrTypeDeleted, nil)
+				}
+				continue // created, but not yet in the cache
+			}
+			seen = true
+			p := progressOf(sub, pr, last.Dashboard)
+			if !p.equal(last) {
+				logger.Info("pipelinerun progress", "pipelinerun", name, "reason", p.Reason, "tasks", p.Summary())
+				last = p
+				activity.RecordHeartbeat(ctx, p)
+			}
+			if done, res, err := outcome(pr, p); done {
+				return res, err
+			}
+		case <-tick.C:
+			activity.RecordHeartbeat(ctx, last)
+		case <-activity.GetWorkerStopChannel(ctx):
+			return PipelineRunResult{}, fmt.Errorf("worker is stopping; pipelinerun %s/%s keeps running and the next attempt re-attaches to it", ns, name)
+		case <-ctx.Done():
+			return PipelineRunResult{}, a.stopped(ctx, ns, name)
+		}
+	}
+}
+
+func (a *Activities) heartbeatInterval(ctx context.Context) time.Duration {
+	if a.heartbeat > 0 {
+		return a.heartbeat
+	}
+	d := 10 * time.Second
+	if hb := activity.GetInfo(ctx).HeartbeatTimeout; hb > 0 && hb/3 < d {
+		d = hb / 3
+	}
+	return max(d, 100*time.Millisecond)
+}
+
+// stopped handles the end of ctx while awaiting. A cancellation patches the
+// run; a deadline leaves it to the next attempt, which re-attaches.
+func (a *Activities) stopped(ctx context.Context, ns, name string) error {
+	if !errors.Is(ctx.Err(), context.Canceled) {
+		return ctx.Err()
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := a.patchStatus(pctx, ns, name, a.cancelMode); err != nil {
+		activity.GetLogger(ctx).Error("cancel pipelinerun", "pipelinerun", name, "error", err)
+		return fmt.Errorf("activity cancelled, but cancelling pipelinerun %s/%s: %w", ns, name, err)
+	}
+	activity.GetLogger(ctx).Info("pipelinerun cancelled", "pipelinerun", name, "mode", a.cancelMode)
+	return ctx.Err()
+}
+
+func (a *Activities) patchStatus(ctx context.Context, ns, name string, mode pipelinev1.PipelineRunSpecStatus) error {
+	patch := fmt.Appendf(nil, `{"spec":{"status":%q}}`, mode)
+	_, err := a.client.TektonV1().PipelineRuns(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil // nothing left to cancel
+	}
+	return err
+}
+
+// CancelPipelineRun sets the run's spec.status to in.Mode (default: the
+// configured mode). It is idempotent: cancelling a finished, cancelled or
+// missing run succeeds. Workflows use it to clean up runs whose awaiting
+// activity can no longer be cancelled, such as after a timeout.
+func (a *Activities) CancelPipelineRun(ctx context.Context, in CancelRequest) error {
+	mode := in.Mode
+	if mode == "" {
+		mode = a.cancelMode
+	}
+	if !validCancelMode(mode) {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("mode: %q is not one of %v", mode, CancelModes), ErrTypeInvalidSpec, nil)
+	}
+	if in.Namespace == "" || in.PipelineRun == "" {
+		return temporal.NewNonRetryableApplicationError("namespace and pipelineRun are required", ErrTypeInvalidSpec, nil)
+	}
+	pr, err := a.client.TektonV1().PipelineRuns(in.Namespace).Get(ctx, in.PipelineRun, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return classify("get pipelinerun", err)
+	}
+	if pr.IsDone() {
+		return nil
+	}
+	if err := a.patchStatus(ctx, in.Namespace, in.PipelineRun, mode); err != nil {
+		return classify("cancel pipelinerun", err)
+	}
+	return nil
+}
+
+// outcome maps a finished run to the activity's result or error.
+func outcome(pr *pipelinev1.PipelineRun, p Progress) (done bool, res PipelineRunResult, err error) {
+	c := pr.Status.GetCondition(apis.ConditionSucceeded)
+	if c == nil || c.IsUnknown() {
+		return false, res, nil
+	}
+	res = PipelineRunResult{
+		Namespace: pr.Namespace, PipelineRun: pr.Name, Dashboard: p.Dashboard,
+		Results: pr.Status.Results, Tasks: p.Tasks,
+	}
+	if pr.Status.StartTime != nil {
+		res.StartTime = pr.Status.StartTime.Time
+	}
+	if pr.Status.CompletionTime != nil {
+		res.CompletionTime = pr.Status.CompletionTime.Time
+	}
+	if !res.StartTime.IsZero() && !res.CompletionTime.IsZero() {
+		res.Duration = res.CompletionTime.Sub(res.StartTime)
+	}
+	if c.IsTrue() {
+		return true, res, nil
+	}
+	f := Failure{
+		Namespace: pr.Namespace, PipelineRun: pr.Name, Dashboard: p.Dashboard,
+		Reason: c.Reason, Message: c.Message,
+	}
+	var parts []string
+	for _, t := range p.Tasks {
+		if t.State == TaskFailed {
+			f.FailedTasks = append(f.FailedTasks, t)
+			parts = append(parts, fmt.Sprintf("%s (%s)", t.Name, t.Message))
+		}
+	}
+	msg := fmt.Sprintf("pipelinerun %s/%s %s: %s", pr.Namespace, pr.Name, c.Reason, c.Message)
+	if len(parts) > 0 {
+		msg += "; failed tasks: " + strings.Join(parts, ", ")
+	}
+	reason := c.Reason
+	if reason == "" {
+		reason = string(pipelinev1.PipelineRunReasonFailed)
+	}
+	return true, res, temporal.NewNonRetryableApplicationError(msg, reason, nil, f)
+}

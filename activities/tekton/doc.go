@@ -1,0 +1,47 @@
+// Package tekton holds kiln's Tekton activities: RunPipeline submits one
+// phase's PipelineRun (tekton.dev/v1) and awaits it; CancelPipelineRun stops
+// one.
+//
+// # Naming and identity
+//
+// A PipelineRun's name derives from the request's Key alone (RunName): a
+// readable prefix of at most 30 characters and 8 hex characters of the key's
+// SHA-256, 39 characters in all. Tekton names TaskRuns "<pipelinerun>-<task>"
+// and Pods "<taskrun>-pod", so tasks named with up to 19 characters keep every
+// derived name within Kubernetes' 63-character label limit without Tekton
+// hashing them. The same key always yields the same name: a retried activity,
+// or a worker that restarted, finds the run it created before.
+//
+// Every run carries the labels LabelManagedBy=kiln, LabelKey (a hash of the
+// key) and LabelSpec (a hash of the request's content), plus the caller's
+// labels, and the annotation AnnotationKey with the full key. When Create
+// answers AlreadyExists, the existing run is adopted only if its managed-by,
+// key and spec labels match; otherwise RunPipeline fails with the
+// non-retryable ErrTypeConflict and names the differing label.
+//
+// # Awaiting
+//
+// A Watcher keeps one label-filtered PipelineRun informer and one TaskRun
+// informer per namespace for the whole worker process, and fans their events
+// out to waiters by name. A waiter is notified through a one-slot channel and
+// reads the latest state from the informer's cache, so a waiter costs a map
+// entry and a channel however many updates arrive. Registering a waiter checks
+// the cache first, so a run that finished while the worker was down is seen at
+// once. When a watch drops, client-go's reflector relists and resumes, and the
+// relist is diffed against the cache, so no completion is lost.
+//
+// # Cancellation and errors
+//
+// When the activity is cancelled (the SDK delivers that through heartbeats),
+// RunPipeline patches spec.status to the configured mode (Cancelled by default,
+// or CancelledRunFinally, StoppedRunFinally) from a context of its own and
+// returns the cancellation. A worker shutdown does not cancel the run: the
+// retried attempt re-attaches to it through the heartbeat details.
+//
+// Errors are classified where they occur. A run whose Succeeded condition is
+// False yields a non-retryable ApplicationError whose type is Tekton's reason
+// (Failed, PipelineRunTimeout, Cancelled, CouldntGetPipeline, ...) with a
+// Failure as details. A spec rejected by Tekton's own validation or by the API
+// server (400, 422) yields ErrTypeInvalidSpec naming the field. API-server
+// unavailability, throttling and 5xx answers are retryable.
+package tekton
