@@ -73,3 +73,39 @@ $(TOOLS_CACHE)/tekton-controller-$(TEKTON_VERSION): test/tools/tekton/go.mod tes
 	@echo ">> building the Tekton controller $(TEKTON_VERSION) (about 4 min cold)"
 	@mkdir -p $(@D)
 	cd test/tools/tekton && $(GO) build -trimpath -o $@.tmp github.com/tektoncd/pipeline/cmd/controller && mv $@.tmp $@
+
+# ---------------------------------------------------------------------------
+# Tests.
+#
+# Tier 1 (`go test ./...`): unit tests, and tests against the real
+# kube-apiserver + etcd with Tekton's CRDs (test/kubestack).
+# Tier 2 (build tag e2e): the real Tekton controller, kube-scheduler and
+# kwok, plus a Temporal dev server. The Tekton controller binds fixed ports,
+# so tier 2 runs in a private network namespace through test/netns-run; the
+# test binaries are compiled first because the namespace has no network.
+# KILN_REQUIRE_TOOLS turns "tools missing" from a skip into a failure.
+
+E2E_TIER := ./test/kubestack ./test/e2e
+TEST_OUT    := $(CURDIR)/bin/tests
+
+.PHONY: test
+test: tools check ## Build the tools, then run every test, end to end included.
+	KILN_REQUIRE_TOOLS=1 $(GO) test -count=1 $(GOTEST_FLAGS) ./...
+	@mkdir -p $(TEST_OUT)
+	@set -e; for pkg in $(E2E_TIER); do \
+		name=$$(basename $$pkg); \
+		$(GO) test -c -tags e2e -o $(TEST_OUT)/$$name.test $$pkg; \
+		echo ">> e2e tier: $$pkg"; \
+		(cd $$pkg && KILN_REQUIRE_TOOLS=1 KILN_BIN=$(CURDIR)/bin $(CURDIR)/test/netns-run $(TEST_OUT)/$$name.test -test.v -test.count=1 $(TEST_RUN_FLAGS)); \
+	done
+
+.PHONY: check
+check: ## gofmt and go vet, with and without the e2e tag.
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files --others --exclude-standard '*.go' 2>/dev/null)); \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags e2e $(E2E_TIER)
+
+.PHONY: bench
+bench: tools ## Run the benchmarks against the real API server and print their numbers.
+	KILN_REQUIRE_TOOLS=1 $(GO) test -run '^$$' -bench . -benchtime 3x $(GOTEST_FLAGS) ./...

@@ -55,6 +55,26 @@ func (w *Watcher) Close() {
 	}
 }
 
+// Waiters returns how many Subscriptions are registered, over all
+// namespaces: the number of PipelineRuns this process is awaiting.
+func (w *Watcher) Waiters() int {
+	w.mu.Lock()
+	spaces := make([]*space, 0, len(w.spaces))
+	for _, sp := range w.spaces {
+		spaces = append(spaces, sp)
+	}
+	w.mu.Unlock()
+	n := 0
+	for _, sp := range spaces {
+		sp.mu.Lock()
+		for _, ws := range sp.waiters {
+			n += len(ws)
+		}
+		sp.mu.Unlock()
+	}
+	return n
+}
+
 // space is the informer pair and the waiters of one namespace.
 type space struct {
 	ns     string

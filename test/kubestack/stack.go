@@ -55,6 +55,9 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	if opts.Dir == "" {
 		return nil, fmt.Errorf("kubestack: Options.Dir is required")
 	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, err
+	}
 	s := &Stack{dir: opts.Dir}
 	if err := writeCerts(s.dir); err != nil {
 		return nil, fmt.Errorf("write certificates: %w", err)
@@ -100,6 +103,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		args: append([]string{
 			"--etcd-servers=" + etcdURL,
 			"--bind-address=127.0.0.1",
+			"--advertise-address=127.0.0.1", // no default route in a private network namespace
 			"--secure-port=" + strconv.Itoa(s.apiPort),
 			"--tls-cert-file=" + s.path("server.crt"),
 			"--tls-private-key-file=" + s.path("server.key"),

@@ -35,9 +35,13 @@ const TektonNamespace = "tekton-pipelines"
 // annotations propagate to every pod of the run; to steer one task, set them
 // in the PipelineRun's spec.taskRunSpecs[].metadata instead.
 const (
-	// LabelOutcome set to "fail" makes a step of the pod fail (exit code 1):
-	// the TaskRun ends with reason Failed, the PipelineRun with Failed.
+	// LabelOutcome set to OutcomeFail makes a step of the pod fail (exit
+	// code 1): the TaskRun ends with reason Failed, the PipelineRun with
+	// Failed. Set to OutcomeHold, the pod keeps running until the label is
+	// changed (see Stack.Release).
 	LabelOutcome = "kiln.test/outcome"
+	OutcomeFail  = "fail"
+	OutcomeHold  = "hold"
 	// AnnotationFailStep names the step that fails (without the "step-"
 	// prefix); by default the first one does.
 	AnnotationFailStep = "kiln.test/fail-step"
@@ -354,4 +358,23 @@ func (s *Stack) probeTekton(ctx context.Context) error {
 		return fmt.Errorf("%w (probe PipelineRun %s: %s)", err, cond.Reason, cond.Message)
 	}
 	return err
+}
+
+// Release lets the held pods of the PipelineRun ns/name (label LabelOutcome
+// set to OutcomeHold) finish successfully, and returns how many it released.
+func (s *Stack) Release(ctx context.Context, ns, name string) (int, error) {
+	kube := s.Kube()
+	pods, err := kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{
+		LabelSelector: "tekton.dev/pipelineRun=" + name + "," + LabelOutcome + "=" + OutcomeHold,
+	})
+	if err != nil {
+		return 0, err
+	}
+	patch := []byte(`{"metadata":{"labels":{"` + LabelOutcome + `":"released"}}}`)
+	for _, p := range pods.Items {
+		if _, err := kube.CoreV1().Pods(ns).Patch(ctx, p.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			return 0, fmt.Errorf("release pod %s: %w", p.Name, err)
+		}
+	}
+	return len(pods.Items), nil
 }

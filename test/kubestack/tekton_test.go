@@ -1,10 +1,9 @@
-//go:build tekton
+//go:build e2e
 
 package kubestack_test
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -21,24 +20,20 @@ import (
 // TestTekton runs PipelineRuns through the real Tekton controller, with kwok
 // as the kubelet. Run it in a private network namespace:
 //
-//	go test -c -tags tekton -o /tmp/kubestack.test ./test/kubestack
+//	go test -c -tags e2e -o /tmp/kubestack.test ./test/kubestack
 //	test/netns-run /tmp/kubestack.test -test.v -test.run Tekton
 func TestTekton(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	s, err := kubestack.Start(ctx, kubestack.Options{Dir: t.TempDir()})
-	if errors.Is(err, kubestack.ErrNoTools) {
-		t.Skipf("skipping: %v", err)
-	}
+	kubestack.SkipWithoutTools(t, err)
 	if err != nil {
 		t.Fatalf("start kube stack: %v", err)
 	}
 	t.Cleanup(s.Stop)
 	start := time.Now()
 	if err := s.StartTekton(ctx); err != nil {
-		if errors.Is(err, kubestack.ErrNoTools) {
-			t.Skipf("skipping: %v", err)
-		}
+		kubestack.SkipWithoutTools(t, err)
 		t.Fatalf("start Tekton tier: %v", err)
 	}
 	t.Logf("StartTekton took %v", time.Since(start).Round(time.Millisecond))

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"fmt"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+)
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "kiln",
+		Short: "Durable Linux image builds: Temporal workflows that run Tekton pipelines",
+		Long: `kiln sequences the phases of a Linux image build (base images, packages
+and kernel, VM images per flavour, upload and publishing, notifications) as
+durable Temporal workflows. Each phase's work is a Tekton PipelineRun that
+kiln creates, awaits through a shared watch, and cancels when the build is
+cancelled.
+
+kiln replaces the glue around Tekton: Triggers and CronJobs that curl an
+EventListener, and scripts that poll tkn. See README.md.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newVersionCommand())
+	return root
+}
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print kiln's version and the versions it was built with",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bi, ok := debug.ReadBuildInfo()
+			if !ok {
+				return fmt.Errorf("no build information in this binary")
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "kiln %s (%s)\n", bi.Main.Version, bi.GoVersion)
+			for _, d := range bi.Deps {
+				switch d.Path {
+				case "go.temporal.io/sdk", "github.com/tektoncd/pipeline", "k8s.io/client-go":
+					fmt.Fprintf(cmd.OutOrStdout(), "  %s %s\n", d.Path, d.Version)
+				}
+			}
+			return nil
+		},
+	}
+}

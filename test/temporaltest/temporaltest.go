@@ -1,0 +1,57 @@
+// Package temporaltest starts a real Temporal dev server, built from source
+// by `make tools` (bin/temporal), for kiln's tests and benchmarks.
+package temporaltest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/kiln-build/kiln/test/kubestack"
+)
+
+// Start starts a dev server with its SQLite file and log in dir, and returns
+// it with a connected client. It returns an error wrapping
+// kubestack.ErrNoTools if bin/temporal is not built. Stop the server when
+// done.
+func Start(ctx context.Context, dir string) (*testsuite.DevServer, error) {
+	bin, err := kubestack.BinDir()
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(bin, "temporal")
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("%w: %s is missing", kubestack.ErrNoTools, path)
+	}
+	logf, err := os.Create(filepath.Join(dir, "temporal.log"))
+	if err != nil {
+		return nil, err
+	}
+	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath: path,
+		DBFilename:   filepath.Join(dir, "temporal.db"),
+		LogLevel:     "warn",
+		Stdout:       logf,
+		Stderr:       logf,
+		ClientOptions: &client.Options{
+			Logger: Logger(io.Discard),
+		},
+	})
+	if err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start Temporal dev server (log in %s): %w", logf.Name(), err)
+	}
+	return srv, nil
+}
+
+// Logger is an SDK logger that writes warnings and errors to w.
+func Logger(w io.Writer) log.Logger {
+	return log.NewStructuredLogger(slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn})))
+}
