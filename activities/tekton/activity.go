@@ -199,13 +199,15 @@ func (a *Activities) await(ctx context.Context, ns, name string) (PipelineRunRes
 			}
 			seen = true
 			p := progressOf(sub, pr, last.Dashboard)
+			if done, res, err := outcome(pr, p); done {
+				// No heartbeat: the result carries the final progress.
+				logger.Info("pipelinerun finished", "pipelinerun", name, "reason", p.Reason, "tasks", p.Summary())
+				return res, err
+			}
 			if !p.equal(last) {
 				logger.Info("pipelinerun progress", "pipelinerun", name, "reason", p.Reason, "tasks", p.Summary())
 				last = p
 				activity.RecordHeartbeat(ctx, p)
-			}
-			if done, res, err := outcome(pr, p); done {
-				return res, err
 			}
 		case <-tick.C:
 			activity.RecordHeartbeat(ctx, last)

@@ -42,7 +42,11 @@ const runLifetime = 3 * time.Second
 //   - req/run: API requests the awaiting side made per run, beyond the
 //     create (shared watch: one LIST and WATCH per informer per namespace);
 //   - B/waiter: heap growth per awaiting activity while all N wait, kiln's
-//     Subscription and informer cache plus the SDK's own per-activity state;
+//     Subscription and cached run plus the SDK's own per-activity and
+//     per-workflow state (the namespace's informers are started before);
+//   - watch-*: the same figures for kiln's Watcher alone, without Temporal:
+//     a goroutine per run that subscribes and returns when its run is done,
+//     which splits kiln's own share from the SDK's;
 //   - poll-*: the same figures for the polling baseline (its waiters are
 //     bare goroutines, so its B/waiter is not comparable);
 //   - x-p99, x-req: polling's figure divided by kiln's.
@@ -54,12 +58,14 @@ func BenchmarkAwait(b *testing.B) {
 			b.StopTimer() // only the completion of the runs is timed
 			st := kubestack.ForTest(b)
 			tc := benchTemporal(b)
-			var k, p figures
+			var k, w, p figures
 			for i := 0; i < b.N; i++ {
 				k.add(awaitWithKiln(b, st, tc, n))
+				w.add(awaitWithWatcher(b, st, n))
 				p.add(awaitByPolling(b, st, n))
 			}
 			k.report(b, "", b.N)
+			w.report(b, "watch-", b.N)
 			p.report(b, "poll-", b.N)
 			b.ReportMetric(p.p99/k.p99, "x-p99")
 			b.ReportMetric(p.reqs/k.reqs, "x-req")
@@ -189,6 +195,13 @@ func awaitWithKiln(b *testing.B, st *kubestack.Stack, tc client.Client, n int) f
 	}
 	defer wk.Stop()
 
+	// Start the namespace's informers first: B/waiter is what each further
+	// awaited run costs, not the informers' fixed cost.
+	probe, err := w.Subscribe(ctx, ns, "warm-up")
+	if err != nil {
+		b.Fatal(err)
+	}
+	probe.Close()
 	before := heapAlloc()
 	runs := make([]client.WorkflowRun, n)
 	parallel(n, func(i int) {
@@ -211,13 +224,6 @@ func awaitWithKiln(b *testing.B, st *kubestack.Stack, tc client.Client, n int) f
 	if err != nil {
 		b.Fatalf("%d of %d activities awaiting: %v", w.Waiters(), n, err)
 	}
-	// Subscribe returns once the namespace's informers have synced: from
-	// here on every waiter is served by the watch.
-	probe, err := w.Subscribe(ctx, ns, "sync-probe")
-	if err != nil {
-		b.Fatal(err)
-	}
-	probe.Close()
 	time.Sleep(runLifetime)
 	heap := float64(heapAlloc()-before) / float64(n)
 	creates := count.Get("POST")
@@ -252,20 +258,70 @@ func awaitWithKiln(b *testing.B, st *kubestack.Stack, tc client.Client, n int) f
 	return f
 }
 
-// awaitByPolling creates n runs, has a goroutine per run GET it once a
-// second (starting at spread-out phases, as independent scripts would),
-// completes the runs and measures.
-func awaitByPolling(b *testing.B, st *kubestack.Stack, n int) figures {
+// awaitWithWatcher creates n runs, awaits each through a Subscription of one
+// Watcher in a goroutine of its own, completes the runs and measures.
+func awaitWithWatcher(b *testing.B, st *kubestack.Stack, n int) figures {
 	ctx := context.Background()
-	ns := benchNamespace(b, st, "poll", n)
+	ns := benchNamespace(b, st, "watch", n)
 	sim := st.NewSimulator()
+	names := createBenchRuns(b, sim.Client, ns, n, map[string]string{tekton.LabelManagedBy: tekton.ManagedByValue})
+	count := &kubestack.Counter{}
+	w := tekton.NewWatcher(versioned.NewForConfigOrDie(count.Wrap(st.RESTConfig())), 0)
+	defer w.Close()
+	probe, err := w.Subscribe(ctx, ns, "warm-up")
+	if err != nil {
+		b.Fatal(err)
+	}
+	probe.Close()
+	var mu sync.Mutex
+	seen := map[string]time.Time{}
+	var ready, done sync.WaitGroup
+	before := heapAlloc()
+	for _, name := range names {
+		ready.Add(1)
+		done.Go(func() {
+			sub, err := w.Subscribe(ctx, ns, name)
+			ready.Done()
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer sub.Close()
+			for range sub.C {
+				if pr, ok := sub.Get(); ok && pr.IsDone() {
+					mu.Lock()
+					seen[name] = time.Now()
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	ready.Wait()
+	heap := float64(heapAlloc()-before) / float64(n)
+	time.Sleep(runLifetime)
+	b.StartTimer()
+	began := completeRuns(b, sim.Client, ns, names)
+	done.Wait()
+	b.StopTimer()
+	var f figures
+	f.p50, f.p99 = latencies(began, seen)
+	f.reqs = float64(count.Total()) / float64(n)
+	f.heap = heap
+	deleteNamespace(b, st, ns)
+	return f
+}
+
+// createBenchRuns creates n PipelineRuns with the given labels and returns
+// their names.
+func createBenchRuns(b *testing.B, c versioned.Interface, ns string, n int, labels map[string]string) []string {
 	names := make([]string, n)
 	parallel(n, func(i int) {
 		pr := &pipelinev1.PipelineRun{
-			ObjectMeta: metav1.ObjectMeta{Name: tekton.RunName(fmt.Sprintf("bench/%s/%d", ns, i)), Namespace: ns},
+			ObjectMeta: metav1.ObjectMeta{Name: tekton.RunName(fmt.Sprintf("bench/%s/%d", ns, i)), Namespace: ns, Labels: labels},
 			Spec:       pipelinev1.PipelineRunSpec{PipelineRef: &pipelinev1.PipelineRef{Name: "image"}},
 		}
-		if _, err := sim.Client.TektonV1().PipelineRuns(ns).Create(ctx, pr, metav1.CreateOptions{}); err != nil {
+		if _, err := c.TektonV1().PipelineRuns(ns).Create(context.Background(), pr, metav1.CreateOptions{}); err != nil {
 			b.Error(err)
 		}
 		names[i] = pr.Name
@@ -273,6 +329,17 @@ func awaitByPolling(b *testing.B, st *kubestack.Stack, n int) figures {
 	if b.Failed() {
 		b.FailNow()
 	}
+	return names
+}
+
+// awaitByPolling creates n runs, has a goroutine per run GET it once a
+// second (starting at spread-out phases, as independent scripts would),
+// completes the runs and measures.
+func awaitByPolling(b *testing.B, st *kubestack.Stack, n int) figures {
+	ctx := context.Background()
+	ns := benchNamespace(b, st, "poll", n)
+	sim := st.NewSimulator()
+	names := createBenchRuns(b, sim.Client, ns, n, nil)
 	count := &kubestack.Counter{}
 	kc := versioned.NewForConfigOrDie(count.Wrap(st.RESTConfig()))
 	var mu sync.Mutex
