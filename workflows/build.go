@@ -1,0 +1,397 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kiln-build/kiln/activities/tekton"
+	"github.com/kiln-build/kiln/workflows/flavour"
+)
+
+// Error types of the Build workflow's non-retryable failures.
+const (
+	// ErrTypeInvalidRequest: the BuildRequest was rejected before anything
+	// ran. The message names every bad field.
+	ErrTypeInvalidRequest = "InvalidRequest"
+	// ErrTypePhaseFailed: a phase's pipeline failed in every attempt.
+	ErrTypePhaseFailed = "PhaseFailed"
+	// ErrTypeFlavoursFailed: one or more flavours failed; the others ran
+	// to the end.
+	ErrTypeFlavoursFailed = "FlavoursFailed"
+)
+
+// QueryProgress is the name of the query that returns a build's Progress.
+const QueryProgress = "progress"
+
+// Memo keys of a Build execution.
+const (
+	MemoBranch     = "branch"
+	MemoCommit     = "commit"
+	MemoVersion    = "version"
+	MemoFlavourSet = "flavourSet"
+)
+
+// BuildResult is what a Build returns, also on failure through Progress.
+type BuildResult struct {
+	Progress Progress `json:"progress"`
+}
+
+// Build runs one build: it validates the request, gets the plan, runs the
+// base and packages phases, builds and tests every flavour as a child
+// workflow with bounded parallelism, then publishes per platform. Its
+// progress is always available through the "progress" query.
+func Build(ctx workflow.Context, in BuildRequest) (BuildResult, error) {
+	b := &build{in: in, id: workflow.GetInfo(ctx).WorkflowExecution.ID}
+	b.progress.State = StateRunning
+	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) { return b.progress, nil }); err != nil {
+		return BuildResult{}, err
+	}
+	if err := workflow.UpsertMemo(ctx, map[string]any{
+		MemoBranch: in.Branch, MemoCommit: in.Commit, MemoVersion: in.Version, MemoFlavourSet: in.FlavourSet,
+	}); err != nil {
+		return BuildResult{}, err
+	}
+	if err := in.Validate(); err != nil {
+		b.progress.State = StateFailed
+		b.progress.Error = err.Error()
+		return BuildResult{Progress: b.progress}, temporal.NewNonRetryableApplicationError("invalid build request: "+err.Error(), ErrTypeInvalidRequest, nil)
+	}
+	err := b.run(ctx)
+	switch {
+	case err == nil:
+		b.progress.State = StateSucceeded
+	case temporal.IsCanceledError(err):
+		b.progress.State = StateCancelled
+	default:
+		b.progress.State = StateFailed
+		b.progress.Error = err.Error()
+	}
+	// Seam for notifications (issue 5): b.progress holds every phase's and
+	// flavour's outcome here, also on failure and cancellation.
+	return BuildResult{Progress: b.progress}, err
+}
+
+type build struct {
+	in       BuildRequest
+	id       string
+	plan     Plan
+	progress Progress
+	results  map[string]map[string]string
+}
+
+func (b *build) run(ctx workflow.Context) error {
+	ao := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 10},
+	})
+	if err := workflow.ExecuteActivity(ao, ActivityPlan, PlanRequest{FlavourSet: b.in.FlavourSet, Flavours: b.in.Flavours}).Get(ctx, &b.plan); err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
+	b.results = map[string]map[string]string{}
+	b.progress.Phases = []PhaseState{{Name: PhaseBase}, {Name: PhasePackages}, {Name: PhaseImage}, {Name: PhasePublish}}
+	for _, f := range b.plan.Flavours {
+		b.progress.Flavours = append(b.progress.Flavours, FlavourState{Name: f.Name(), State: StatePending})
+	}
+
+	if err := b.phase(ctx, PhaseBase, b.plan.Base); err != nil {
+		return err
+	}
+	if b.in.PackagesVersion != "" {
+		b.skip(PhasePackages, "packages "+b.in.PackagesVersion+" exist")
+	} else if err := b.phase(ctx, PhasePackages, b.plan.Packages); err != nil {
+		return err
+	}
+	if err := b.flavours(ctx); err != nil {
+		return err
+	}
+	return b.publish(ctx)
+}
+
+func (b *build) state(name string) *PhaseState {
+	for i := range b.progress.Phases {
+		if b.progress.Phases[i].Name == name {
+			return &b.progress.Phases[i]
+		}
+	}
+	b.progress.Phases = append(b.progress.Phases, PhaseState{Name: name})
+	return &b.progress.Phases[len(b.progress.Phases)-1]
+}
+
+func (b *build) skip(name, reason string) {
+	st := b.state(name)
+	st.State, st.Reason = StateSkipped, reason
+}
+
+func (b *build) data(f flavour.Flavour, platform string) TemplateData {
+	return TemplateData{
+		BuildID: b.id, Repo: b.in.Repo, Branch: b.in.Branch, Commit: b.in.Commit, Version: b.in.Version,
+		Flavour: f, Platform: platform, Params: b.in.Params, Results: b.results,
+	}
+}
+
+// phase runs one build-level phase (base, packages) and records its results.
+func (b *build) phase(ctx workflow.Context, name string, cfg *PipelineConfig) error {
+	if cfg == nil {
+		b.skip(name, "not configured")
+		return nil
+	}
+	res, err := runPhase(ctx, b.state(name), phaseRun{
+		cfg: *cfg, namespace: b.plan.Namespace, key: b.id + "/" + name,
+		labels: map[string]string{labelBuild: labelValue(b.id), labelPhase: name},
+		data:   b.data(flavour.Flavour{}, ""),
+	})
+	if err != nil {
+		return err
+	}
+	b.results[name] = resultMap(res)
+	return nil
+}
+
+// flavours builds every flavour as a child workflow, at most Parallelism at
+// once, and waits for all of them. A failed flavour does not stop the
+// others; the phase fails at the end, naming them.
+func (b *build) flavours(ctx workflow.Context) error {
+	st := b.state(PhaseImage)
+	if b.plan.Image == nil {
+		st.State, st.Reason = StateSkipped, "not configured"
+		for i := range b.progress.Flavours {
+			b.progress.Flavours[i].State = StateSkipped
+		}
+		return nil
+	}
+	st.State, st.Start = StateRunning, workflow.Now(ctx)
+	limit := b.plan.Parallelism
+	if limit <= 0 {
+		limit = 4
+	}
+	sem := workflow.NewBufferedChannel(ctx, limit)
+	wg := workflow.NewWaitGroup(ctx)
+	for i, f := range b.plan.Flavours {
+		wg.Add(1)
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			defer wg.Done()
+			sem.Send(ctx, struct{}{})
+			defer sem.ReceiveAsync(nil)
+			fs := &b.progress.Flavours[i]
+			if ctx.Err() != nil {
+				fs.State = StateCancelled
+				return
+			}
+			fs.State, fs.Start = StateRunning, workflow.Now(ctx)
+			fs.Workflow = b.id + "/flavour/" + f.Name()
+			cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+				WorkflowID:          fs.Workflow,
+				WaitForCancellation: true,
+			})
+			var res FlavourResult
+			err := workflow.ExecuteChildWorkflow(cctx, FlavourBuild, FlavourInput{
+				BuildID: b.id, Request: b.in, Plan: b.plan, Flavour: f, Results: b.results,
+			}).Get(ctx, &res)
+			fs.End = workflow.Now(ctx)
+			fs.Phases = res.Phases
+			switch {
+			case err == nil && res.TestFailed:
+				fs.State, fs.Error = StateTestFailed, res.Error
+			case err == nil:
+				fs.State = StateSucceeded
+			case temporal.IsCanceledError(err):
+				fs.State = StateCancelled
+			default:
+				fs.State, fs.Error = StateFailed, rootMessage(err)
+			}
+		})
+	}
+	wg.Wait(ctx)
+	st.End = workflow.Now(ctx)
+	if ctx.Err() != nil {
+		st.State = StateCancelled
+		return temporal.NewCanceledError()
+	}
+	var failed []string
+	for _, fs := range b.progress.Flavours {
+		if fs.State == StateFailed {
+			failed = append(failed, fs.Name)
+		}
+	}
+	if len(failed) > 0 {
+		st.State = StateFailed
+		st.Error = fmt.Sprintf("%d of %d flavours failed: %s", len(failed), len(b.plan.Flavours), strings.Join(failed, ", "))
+		return temporal.NewNonRetryableApplicationError(st.Error, ErrTypeFlavoursFailed, nil, failed)
+	}
+	st.State = StateSucceeded
+	return nil
+}
+
+// publish runs the publish pipeline of every platform that has a
+// publishable flavour, one after another in platform order.
+func (b *build) publish(ctx workflow.Context) error {
+	if !b.in.Has(TargetPublish) {
+		b.skip(PhasePublish, "target publish not requested")
+		return nil
+	}
+	st := b.state(PhasePublish)
+	var platforms []string
+	first := map[string]flavour.Flavour{}
+	for _, f := range b.plan.Flavours {
+		if _, ok := b.plan.Publish[f.Platform]; ok && f.Publish {
+			if _, seen := first[f.Platform]; !seen {
+				first[f.Platform] = f
+				platforms = append(platforms, f.Platform)
+			}
+		}
+	}
+	slices.Sort(platforms)
+	if len(platforms) == 0 {
+		st.State, st.Reason = StateSkipped, "no publish pipeline for the flavours' platforms"
+		return nil
+	}
+	st.State, st.Start = StateRunning, workflow.Now(ctx)
+	for _, p := range platforms {
+		cfg := b.plan.Publish[p]
+		ps := b.state(PhasePublish + "/" + p)
+		if _, err := runPhase(ctx, ps, phaseRun{
+			cfg: cfg, namespace: b.plan.Namespace, key: b.id + "/" + PhasePublish + "/" + p,
+			labels: map[string]string{labelBuild: labelValue(b.id), labelPhase: PhasePublish, labelPlatform: p},
+			data:   b.data(first[p], p),
+		}); err != nil {
+			st.State, st.Error, st.End = StateFailed, ps.Error, workflow.Now(ctx)
+			return err
+		}
+	}
+	st.State, st.End = StateSucceeded, workflow.Now(ctx)
+	return nil
+}
+
+// Labels kiln puts on a build's PipelineRuns, besides tekton's own.
+const (
+	labelBuild    = "kiln.dev/build"
+	labelPhase    = "kiln.dev/phase"
+	labelFlavour  = "kiln.dev/flavour"
+	labelPlatform = "kiln.dev/platform"
+)
+
+// phaseRun is one phase's pipeline to run.
+type phaseRun struct {
+	cfg       PipelineConfig
+	namespace string
+	key       string
+	labels    map[string]string
+	data      TemplateData
+}
+
+// runPhase runs cfg's pipeline, starting a fresh PipelineRun for each
+// attempt when the pipeline fails, and records everything in st.
+func runPhase(ctx workflow.Context, st *PhaseState, r phaseRun) (tekton.PipelineRunResult, error) {
+	var res tekton.PipelineRunResult
+	params, err := r.cfg.Render(r.data)
+	if err != nil {
+		st.State, st.Error = StateFailed, err.Error()
+		return res, temporal.NewNonRetryableApplicationError(st.Name+": "+err.Error(), ErrTypePhaseFailed, nil)
+	}
+	timeout := r.cfg.Timeout
+	if timeout <= 0 {
+		timeout = time.Hour
+	}
+	attempts := max(r.cfg.Attempts, 1)
+	backoff := r.cfg.Backoff
+	if backoff <= 0 {
+		backoff = 30 * time.Second
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		// The pipeline's own timeout, and time for the API server to be
+		// away for a while.
+		StartToCloseTimeout: timeout + 10*time.Minute,
+		// RunPipeline heartbeats at a third of this; a lost worker is
+		// noticed within a minute and the next attempt re-attaches.
+		HeartbeatTimeout:    time.Minute,
+		WaitForCancellation: true,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    2 * time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    time.Minute,
+			// Retries cover API-server trouble and lost workers; pipeline
+			// failures are non-retryable and handled below with a fresh run.
+			MaximumAttempts: 20,
+		},
+	})
+	var a *tekton.Activities
+	st.Start = workflow.Now(ctx)
+	for attempt := 1; ; attempt++ {
+		key := fmt.Sprintf("%s/a%d", r.key, attempt)
+		st.State, st.Attempt, st.PipelineRun, st.Error = StateRunning, attempt, tekton.RunName(key), ""
+		req := tekton.PipelineRunRequest{
+			Namespace: r.namespace, Key: key,
+			PipelineRef: r.cfg.PipelineRef, PipelineSpec: r.cfg.PipelineSpec,
+			Params: params, Workspaces: r.cfg.Workspaces, ServiceAccountName: r.cfg.ServiceAccountName,
+			Labels:      r.labels,
+			Annotations: map[string]string{"kiln.dev/workflow-id": r.data.BuildID},
+		}
+		if r.cfg.Timeout > 0 {
+			req.Timeouts = &pipelinev1.TimeoutFields{Pipeline: &metav1.Duration{Duration: r.cfg.Timeout}}
+		}
+		err := workflow.ExecuteActivity(actx, a.RunPipeline, req).Get(ctx, &res)
+		if err == nil {
+			st.State, st.Dashboard, st.End = StateSucceeded, res.Dashboard, workflow.Now(ctx)
+			return res, nil
+		}
+		st.End = workflow.Now(ctx)
+		if temporal.IsCanceledError(err) || ctx.Err() != nil {
+			st.State = StateCancelled
+			return res, err
+		}
+		st.Error = rootMessage(err)
+		if !isPipelineFailure(err) || attempt >= attempts {
+			st.State = StateFailed
+			return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %s", st.Name, st.Error), ErrTypePhaseFailed, err)
+		}
+		st.State = StateRetrying
+		if err := workflow.Sleep(ctx, backoff<<(attempt-1)); err != nil {
+			st.State = StateCancelled
+			return res, err
+		}
+	}
+}
+
+// isPipelineFailure reports whether err is a pipeline that ran and failed
+// (worth a fresh PipelineRun), as opposed to a bad spec or a conflict.
+func isPipelineFailure(err error) bool {
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) {
+		return false
+	}
+	switch appErr.Type() {
+	case tekton.ErrTypeInvalidSpec, tekton.ErrTypeConflict, tekton.ErrTypeForbidden, "CouldntGetPipeline", "CouldntGetTask":
+		return false
+	}
+	return true
+}
+
+// rootMessage is the innermost message of a chain of Temporal errors, which
+// says what went wrong without the "activity error (type …)" wrapping.
+func rootMessage(err error) string {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err.Error()
+		}
+		err = u
+	}
+}
+
+func resultMap(res tekton.PipelineRunResult) map[string]string {
+	m := map[string]string{}
+	for _, r := range res.Results {
+		if v, ok := res.Result(r.Name); ok {
+			m[r.Name] = v
+		}
+	}
+	return m
+}

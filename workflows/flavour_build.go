@@ -1,0 +1,84 @@
+package workflows
+
+import (
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/kiln-build/kiln/workflows/flavour"
+)
+
+// FlavourInput is the input of FlavourBuild.
+type FlavourInput struct {
+	BuildID string                       `json:"buildID"`
+	Request BuildRequest                 `json:"request"`
+	Plan    Plan                         `json:"plan"`
+	Flavour flavour.Flavour              `json:"flavour"`
+	Results map[string]map[string]string `json:"results,omitempty"`
+}
+
+// FlavourResult is one flavour's outcome. A test failure is recorded here,
+// not returned as an error, so the parent keeps the image.
+type FlavourResult struct {
+	Phases     []PhaseState      `json:"phases"`
+	Image      map[string]string `json:"image,omitempty"`
+	TestFailed bool              `json:"testFailed,omitempty"`
+	Error      string            `json:"error,omitempty"`
+}
+
+// FlavourBuild builds one flavour's image and, when the build requests the
+// tests target and a test pipeline is configured, tests it. It fails only
+// when the image cannot be built.
+func FlavourBuild(ctx workflow.Context, in FlavourInput) (FlavourResult, error) {
+	var res FlavourResult
+	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() ([]PhaseState, error) { return res.Phases, nil }); err != nil {
+		return res, err
+	}
+	res.Phases = []PhaseState{{Name: PhaseImage}, {Name: PhaseTest}}
+	name := in.Flavour.Name()
+	labels := func(phase string) map[string]string {
+		return map[string]string{
+			labelBuild: labelValue(in.BuildID), labelPhase: phase,
+			labelFlavour: labelValue(name), labelPlatform: in.Flavour.Platform,
+		}
+	}
+	data := TemplateData{
+		BuildID: in.BuildID, Repo: in.Request.Repo, Branch: in.Request.Branch, Commit: in.Request.Commit,
+		Version: in.Request.Version, Flavour: in.Flavour, Platform: in.Flavour.Platform,
+		Params: in.Request.Params, Results: in.Results,
+	}
+	img, err := runPhase(ctx, &res.Phases[0], phaseRun{
+		cfg: *in.Plan.Image, namespace: in.Plan.Namespace,
+		key: in.BuildID + "/" + PhaseImage + "/" + name, labels: labels(PhaseImage), data: data,
+	})
+	if err != nil {
+		res.Phases[1].State = StateSkipped
+		return res, err
+	}
+	res.Image = resultMap(img)
+
+	test := &res.Phases[1]
+	switch {
+	case !in.Request.Has(TargetTests):
+		test.State, test.Reason = StateSkipped, "target tests not requested"
+	case in.Plan.Test == nil:
+		test.State, test.Reason = StateSkipped, "not configured"
+	case !in.Flavour.Test:
+		test.State, test.Reason = StateSkipped, "flavour not tested"
+	default:
+		results := map[string]map[string]string{PhaseImage: res.Image}
+		for k, v := range in.Results {
+			results[k] = v
+		}
+		data.Results = results
+		if _, err := runPhase(ctx, test, phaseRun{
+			cfg: *in.Plan.Test, namespace: in.Plan.Namespace,
+			key: in.BuildID + "/" + PhaseTest + "/" + name, labels: labels(PhaseTest), data: data,
+		}); err != nil {
+			if temporal.IsCanceledError(err) {
+				return res, err
+			}
+			res.TestFailed, res.Error = true, test.Error
+		}
+	}
+	return res, nil
+}

@@ -1,0 +1,210 @@
+package workflows
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"text/template"
+	"time"
+
+	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+
+	"github.com/kiln-build/kiln/workflows/flavour"
+)
+
+// Phase names, as they appear in progress, PipelineRun labels and keys.
+const (
+	PhaseBase     = "base"
+	PhasePackages = "packages"
+	PhaseImage    = "image"
+	PhaseTest     = "test"
+	PhasePublish  = "publish"
+)
+
+// PipelineConfig is how one phase runs its pipeline.
+type PipelineConfig struct {
+	// PipelineRef names a Pipeline in the build namespace. Exactly one of
+	// PipelineRef and PipelineSpec is set.
+	PipelineRef string `json:"pipelineRef,omitempty" yaml:"pipelineRef,omitempty"`
+	// PipelineSpec is an inline pipeline; the worker reads it from the file
+	// the config names.
+	PipelineSpec *pipelinev1.PipelineSpec `json:"pipelineSpec,omitempty" yaml:"-"`
+	// Params are the PipelineRun's string params, as text/template
+	// templates over TemplateData: "{{.Commit}}", "{{.Flavour.Platform}}",
+	// "{{.Results.base.digest}}".
+	Params map[string]string `json:"params,omitempty" yaml:"params,omitempty"`
+	// Workspaces bind the pipeline's workspaces.
+	Workspaces []pipelinev1.WorkspaceBinding `json:"workspaces,omitempty" yaml:"-"`
+	// ServiceAccountName runs the pipeline's pods.
+	ServiceAccountName string `json:"serviceAccountName,omitempty" yaml:"serviceAccountName,omitempty"`
+	// Timeout bounds one PipelineRun. Optional: default 1h.
+	Timeout time.Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	// Attempts is how many fresh PipelineRuns to try when the pipeline
+	// fails. Optional: default 1.
+	Attempts int `json:"attempts,omitempty" yaml:"attempts,omitempty"`
+	// Backoff is the wait before the second attempt, doubled for each
+	// further one. Optional: default 30s.
+	Backoff time.Duration `json:"backoff,omitempty" yaml:"backoff,omitempty"`
+}
+
+// Plan is what a build runs: the worker's configuration for each phase,
+// with the flavours expanded. The Build workflow gets it from the Plan
+// activity, so the history records exactly what ran.
+type Plan struct {
+	// Namespace of the PipelineRuns.
+	Namespace string `json:"namespace"`
+	// Base, Packages, Image and Test configure those phases; a nil phase is
+	// not configured and is skipped.
+	Base     *PipelineConfig `json:"base,omitempty"`
+	Packages *PipelineConfig `json:"packages,omitempty"`
+	Image    *PipelineConfig `json:"image,omitempty"`
+	Test     *PipelineConfig `json:"test,omitempty"`
+	// Publish configures the publish pipeline per platform.
+	Publish map[string]PipelineConfig `json:"publish,omitempty"`
+	// Parallelism bounds how many flavours build at once. Optional:
+	// default 4.
+	Parallelism int `json:"parallelism,omitempty"`
+	// Flavours are the request's flavours, expanded.
+	Flavours []flavour.Flavour `json:"flavours"`
+	// DashboardURL is the Tekton Dashboard link template, if any.
+	DashboardURL string `json:"dashboardURL,omitempty"`
+}
+
+// PlanRequest is the input of the Plan activity.
+type PlanRequest struct {
+	FlavourSet string            `json:"flavourSet,omitempty"`
+	Flavours   []flavour.Flavour `json:"flavours,omitempty"`
+}
+
+// ActivityPlan is the name of the activity that returns a build's Plan
+// (activities/plan). Workflows refer to it by name: that package imports
+// this one.
+const ActivityPlan = "Plan"
+
+// TemplateData is what param templates see.
+type TemplateData struct {
+	BuildID string
+	Repo    string
+	Branch  string
+	Commit  string
+	Version string
+	// Flavour is the flavour of the image, test and publish phases (for
+	// publish: the first flavour of the platform).
+	Flavour  flavour.Flavour
+	Platform string
+	Params   map[string]string
+	// Results holds earlier phases' pipeline results: .Results.base.digest.
+	Results map[string]map[string]string
+}
+
+// Render renders the params of c over d, sorted by name.
+func (c PipelineConfig) Render(d TemplateData) (pipelinev1.Params, error) {
+	names := make([]string, 0, len(c.Params))
+	for n := range c.Params {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var out pipelinev1.Params
+	for _, n := range names {
+		t, err := template.New(n).Option("missingkey=error").Parse(c.Params[n])
+		if err != nil {
+			return nil, fmt.Errorf("params.%s: %w", n, err)
+		}
+		var b bytes.Buffer
+		if err := t.Execute(&b, d); err != nil {
+			return nil, fmt.Errorf("params.%s: %w", n, err)
+		}
+		out = append(out, pipelinev1.Param{Name: n, Value: *pipelinev1.NewStructuredValues(b.String())})
+	}
+	return out, nil
+}
+
+// Validate checks c, naming fields under path.
+func (c PipelineConfig) Validate(path string) error {
+	var errs []error
+	if (c.PipelineRef == "") == (c.PipelineSpec == nil) {
+		errs = append(errs, fmt.Errorf("%s: exactly one of pipelineRef and pipelineFile is required", path))
+	}
+	if c.Attempts < 0 {
+		errs = append(errs, fmt.Errorf("%s.attempts: %d is negative", path, c.Attempts))
+	}
+	if c.Timeout < 0 || c.Backoff < 0 {
+		errs = append(errs, fmt.Errorf("%s: timeout and backoff must not be negative", path))
+	}
+	sample := TemplateData{
+		BuildID: "build/main/1.0", Repo: "https://git.example/os", Branch: "main", Commit: "0123456789abcdef",
+		Version: "1.0", Flavour: flavour.Flavour{Platform: "aws", Arch: "amd64"}, Platform: "aws",
+		Params: map[string]string{}, Results: map[string]map[string]string{},
+	}
+	for n, p := range c.Params {
+		t, err := template.New(n).Parse(p)
+		if err == nil {
+			err = t.Execute(&bytes.Buffer{}, sample)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s.params.%s: %v", path, n, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the plan's phases.
+func (p Plan) Validate() error {
+	var errs []error
+	if p.Namespace == "" {
+		errs = append(errs, errors.New("namespace: required"))
+	}
+	for _, ph := range []struct {
+		name string
+		c    *PipelineConfig
+	}{{"phases.base", p.Base}, {"phases.packages", p.Packages}, {"phases.image", p.Image}, {"phases.test", p.Test}} {
+		if ph.c != nil {
+			errs = append(errs, ph.c.Validate(ph.name))
+		}
+	}
+	for _, platform := range sortedKeys(p.Publish) {
+		errs = append(errs, p.Publish[platform].Validate("phases.publish."+platform))
+	}
+	if p.Parallelism < 0 {
+		errs = append(errs, fmt.Errorf("parallelism: %d is negative", p.Parallelism))
+	}
+	return errors.Join(errs...)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// labelValue makes s a valid label value: characters outside
+// [A-Za-z0-9._-] become ".", and a value longer than 63 keeps its first 54
+// characters and a hash.
+func labelValue(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_'
+		if !ok {
+			b[i] = '.'
+		}
+	}
+	v := strings.Trim(string(b), ".-_")
+	if len(v) > 63 {
+		v = strings.Trim(v[:54], ".-_") + "-" + fnv32(s)
+	}
+	return v
+}
+
+func fnv32(s string) string {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return fmt.Sprintf("%08x", h)
+}

@@ -1,0 +1,49 @@
+package workflows
+
+import "time"
+
+// States of builds, phases and flavours.
+const (
+	StatePending    = "Pending"
+	StateRunning    = "Running"
+	StateRetrying   = "Retrying"
+	StateSucceeded  = "Succeeded"
+	StateFailed     = "Failed"
+	StateTestFailed = "TestFailed"
+	StateSkipped    = "Skipped"
+	StateCancelled  = "Cancelled"
+)
+
+// Progress is a build's state, answered by the "progress" query and
+// returned as the result.
+type Progress struct {
+	State    string         `json:"state"`
+	Error    string         `json:"error,omitempty"`
+	Phases   []PhaseState   `json:"phases"`
+	Flavours []FlavourState `json:"flavours,omitempty"`
+}
+
+// PhaseState is one phase's (or one platform's publish) state.
+type PhaseState struct {
+	Name        string    `json:"name"`
+	State       string    `json:"state,omitempty"`
+	Reason      string    `json:"reason,omitempty"`
+	PipelineRun string    `json:"pipelineRun,omitempty"`
+	Dashboard   string    `json:"dashboard,omitempty"`
+	Attempt     int       `json:"attempt,omitempty"`
+	Start       time.Time `json:"start,omitzero"`
+	End         time.Time `json:"end,omitzero"`
+	Error       string    `json:"error,omitempty"`
+}
+
+// FlavourState is one flavour's state: its child workflow and its image
+// and test phases.
+type FlavourState struct {
+	Name     string       `json:"name"`
+	State    string       `json:"state"`
+	Workflow string       `json:"workflow,omitempty"`
+	Start    time.Time    `json:"start,omitzero"`
+	End      time.Time    `json:"end,omitzero"`
+	Error    string       `json:"error,omitempty"`
+	Phases   []PhaseState `json:"phases,omitempty"`
+}
