@@ -27,26 +27,26 @@ const (
 type PipelineConfig struct {
 	// PipelineRef names a Pipeline in the build namespace. Exactly one of
 	// PipelineRef and PipelineSpec is set.
-	PipelineRef string `json:"pipelineRef,omitempty" yaml:"pipelineRef,omitempty"`
+	PipelineRef string `json:"pipelineRef,omitempty"`
 	// PipelineSpec is an inline pipeline; the worker reads it from the file
 	// the config names.
-	PipelineSpec *pipelinev1.PipelineSpec `json:"pipelineSpec,omitempty" yaml:"-"`
+	PipelineSpec *pipelinev1.PipelineSpec `json:"pipelineSpec,omitempty"`
 	// Params are the PipelineRun's string params, as text/template
 	// templates over TemplateData: "{{.Commit}}", "{{.Flavour.Platform}}",
 	// "{{.Results.base.digest}}".
-	Params map[string]string `json:"params,omitempty" yaml:"params,omitempty"`
+	Params map[string]string `json:"params,omitempty"`
 	// Workspaces bind the pipeline's workspaces.
-	Workspaces []pipelinev1.WorkspaceBinding `json:"workspaces,omitempty" yaml:"-"`
+	Workspaces []pipelinev1.WorkspaceBinding `json:"workspaces,omitempty"`
 	// ServiceAccountName runs the pipeline's pods.
-	ServiceAccountName string `json:"serviceAccountName,omitempty" yaml:"serviceAccountName,omitempty"`
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
 	// Timeout bounds one PipelineRun. Optional: default 1h.
-	Timeout time.Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	Timeout time.Duration `json:"timeout,omitempty"`
 	// Attempts is how many fresh PipelineRuns to try when the pipeline
 	// fails. Optional: default 1.
-	Attempts int `json:"attempts,omitempty" yaml:"attempts,omitempty"`
+	Attempts int `json:"attempts,omitempty"`
 	// Backoff is the wait before the second attempt, doubled for each
 	// further one. Optional: default 30s.
-	Backoff time.Duration `json:"backoff,omitempty" yaml:"backoff,omitempty"`
+	Backoff time.Duration `json:"backoff,omitempty"`
 }
 
 // Plan is what a build runs: the worker's configuration for each phase,

@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// TestDeployRBACIsEnough applies deploy/rbac.yaml and runs the activities as
+// TestDeployRBACIsEnough applies deploy/worker/rbac.yaml and runs the activities as
 // its ServiceAccount: create, await and cancel work in a bound namespace, and
 // a namespace without the binding gives a non-retryable Forbidden.
 func TestDeployRBACIsEnough(t *testing.T) {
@@ -78,11 +78,11 @@ func TestDeployRBACIsEnough(t *testing.T) {
 	}
 }
 
-// applyRBAC creates the objects of deploy/rbac.yaml, with the Role and
+// applyRBAC creates the objects of deploy/worker/rbac.yaml, with the Role and
 // RoleBinding in the harness's namespace, and returns the ServiceAccount.
 func applyRBAC(t *testing.T, h *harness) *corev1.ServiceAccount {
 	t.Helper()
-	f, err := os.Open("../../deploy/rbac.yaml")
+	f, err := os.Open("../../deploy/worker/rbac.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func applyRBAC(t *testing.T, h *harness) *corev1.ServiceAccount {
 		}
 		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
 		if err != nil {
-			t.Fatalf("deploy/rbac.yaml: %v", err)
+			t.Fatalf("deploy/worker/rbac.yaml: %v", err)
 		}
 		switch o := obj.(type) {
 		case *corev1.ServiceAccount:
@@ -117,14 +117,14 @@ func applyRBAC(t *testing.T, h *harness) *corev1.ServiceAccount {
 			o.Namespace = h.ns
 			_, err = kube.RbacV1().RoleBindings(h.ns).Create(ctx, o, metav1.CreateOptions{})
 		default:
-			t.Fatalf("deploy/rbac.yaml: unexpected %T", obj)
+			t.Fatalf("deploy/worker/rbac.yaml: unexpected %T", obj)
 		}
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			t.Fatal(err)
 		}
 	}
 	if sa == nil {
-		t.Fatal("deploy/rbac.yaml has no ServiceAccount")
+		t.Fatal("deploy/worker/rbac.yaml has no ServiceAccount")
 	}
 	return sa
 }

@@ -170,7 +170,21 @@ type file2024 struct {
 func decodeStrict(data []byte, v any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	return dec.Decode(v)
+	err := dec.Decode(v)
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	// "line 5: field platform not found in type struct {…}": the Go type
+	// says nothing to the file's author.
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		if j := strings.Index(m, " in type "); j >= 0 {
+			m = m[:j]
+		}
+		msgs[i] = m
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 func parse2021(data []byte) (*File, error) {

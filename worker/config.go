@@ -1,0 +1,283 @@
+package worker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kiln-build/kiln/activities/tekton"
+	"github.com/kiln-build/kiln/workflows"
+	"github.com/kiln-build/kiln/workflows/flavour"
+)
+
+// Config is the worker's configuration, read from a YAML file (kiln.yaml)
+// with KILN_* environment overrides. The Temporal connection is not part of
+// it: it comes from the SDK's envconfig (TEMPORAL_ADDRESS,
+// TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TLS settings, or a profile file).
+type Config struct {
+	// Namespace is the Kubernetes namespace of the PipelineRuns. Required.
+	// Env: KILN_NAMESPACE.
+	Namespace string `json:"namespace"`
+	// TaskQueue is the Temporal task queue. Optional: default "kiln".
+	// Env: KILN_TASK_QUEUE.
+	TaskQueue string `json:"taskQueue,omitempty"`
+	// Kubeconfig is a kubeconfig file. Optional: default client-go's rules,
+	// $KUBECONFIG, then ~/.kube/config, then in-cluster. Env: KILN_KUBECONFIG.
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// Flavours is the Garden Linux flavour file (2021 or 2024 format),
+	// relative to the config file. Optional: then every request must list
+	// its flavours. Env: KILN_FLAVOURS.
+	Flavours string `json:"flavours,omitempty"`
+	// Parallelism bounds the flavours a build runs at once. Optional:
+	// default 4. Env: KILN_PARALLELISM.
+	Parallelism int `json:"parallelism,omitempty"`
+	// MaxConcurrentActivities bounds the activities this worker runs at
+	// once; awaiting PipelineRuns is cheap, so it can be high. Optional:
+	// default 1000.
+	MaxConcurrentActivities int `json:"maxConcurrentActivities,omitempty"`
+	// CancelMode is how a cancelled build stops its PipelineRuns:
+	// Cancelled, CancelledRunFinally or StoppedRunFinally. Optional:
+	// default Cancelled.
+	CancelMode string `json:"cancelMode,omitempty"`
+	// DashboardURL is a Tekton Dashboard link template over .Namespace and
+	// .Name. Optional.
+	DashboardURL string `json:"dashboardURL,omitempty"`
+	// Phases configures each phase's pipeline. A phase left out is skipped.
+	Phases Phases `json:"phases"`
+
+	dir string // the config file's directory, for relative paths
+}
+
+// Phases configures the pipelines of a build's phases.
+type Phases struct {
+	Base     *PhaseConfig           `json:"base,omitempty"`
+	Packages *PhaseConfig           `json:"packages,omitempty"`
+	Image    *PhaseConfig           `json:"image,omitempty"`
+	Test     *PhaseConfig           `json:"test,omitempty"`
+	Publish  map[string]PhaseConfig `json:"publish,omitempty"`
+}
+
+// PhaseConfig is one phase's pipeline.
+type PhaseConfig struct {
+	// PipelineRef names a Pipeline in the namespace; PipelineFile is a YAML
+	// file holding a tekton.dev/v1 Pipeline (or a bare PipelineSpec),
+	// relative to the config file, inlined into each PipelineRun. Exactly one
+	// is required.
+	PipelineRef  string `json:"pipelineRef,omitempty"`
+	PipelineFile string `json:"pipelineFile,omitempty"`
+	// Params are text/template templates over the build: {{.Commit}},
+	// {{.Branch}}, {{.Version}}, {{.Flavour.Platform}}, {{.Flavour.Arch}},
+	// {{.Params.name}}, {{.Results.base.digest}}.
+	Params map[string]string `json:"params,omitempty"`
+	// Workspaces bind the pipeline's workspaces, as in a PipelineRun.
+	Workspaces []pipelinev1.WorkspaceBinding `json:"workspaces,omitempty"`
+	// ServiceAccountName runs the pipeline's pods.
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+	// Timeout bounds one PipelineRun ("90m"). Optional: default 1h.
+	Timeout Duration `json:"timeout,omitzero"`
+	// Attempts is how many fresh PipelineRuns a failing pipeline gets.
+	// Optional: default 1.
+	Attempts int `json:"attempts,omitempty"`
+	// Backoff is the wait before the second attempt, doubled after.
+	// Optional: default 30s.
+	Backoff Duration `json:"backoff,omitzero"`
+}
+
+// Duration is a time.Duration written as "90s", "1h30m".
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration such as \"90s\" or \"1h\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// LoadConfig reads the config file at path and applies the KILN_*
+// environment overrides from getenv (os.Getenv in main). It does not
+// validate: call Validate.
+func LoadConfig(path string, getenv func(string) string) (Config, error) {
+	var c Config
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return c, err
+	}
+	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	c.dir = filepath.Dir(path)
+	if v := getenv("KILN_NAMESPACE"); v != "" {
+		c.Namespace = v
+	}
+	if v := getenv("KILN_TASK_QUEUE"); v != "" {
+		c.TaskQueue = v
+	}
+	if v := getenv("KILN_KUBECONFIG"); v != "" {
+		c.Kubeconfig = v
+	}
+	if v := getenv("KILN_FLAVOURS"); v != "" {
+		c.Flavours = v
+	}
+	if v := getenv("KILN_PARALLELISM"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return c, fmt.Errorf("KILN_PARALLELISM: %q is not a number", v)
+		}
+		c.Parallelism = n
+	}
+	return c, nil
+}
+
+func (c Config) path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// TaskQueueName returns the task queue, defaulted.
+func (c Config) TaskQueueName() string {
+	if c.TaskQueue == "" {
+		return workflows.TaskQueue
+	}
+	return c.TaskQueue
+}
+
+// Validate reports every problem at once, each with its field path, by
+// building the plan and reading the files the config names.
+func (c Config) Validate() error {
+	_, _, err := c.Plan()
+	return err
+}
+
+// Plan builds the workflows.Plan template from the config (reading pipeline
+// files) and parses the flavour file. It reports every problem at once.
+func (c Config) Plan() (workflows.Plan, *flavour.File, error) {
+	var errs []error
+	p := workflows.Plan{Namespace: c.Namespace, Parallelism: c.Parallelism, DashboardURL: c.DashboardURL}
+	if c.Namespace == "" {
+		errs = append(errs, errors.New("namespace: required (or KILN_NAMESPACE): the Kubernetes namespace of the PipelineRuns"))
+	}
+	if c.Parallelism < 0 {
+		errs = append(errs, fmt.Errorf("parallelism: %d is negative", c.Parallelism))
+	}
+	if c.CancelMode != "" && !slices.Contains(tekton.CancelModes, pipelinev1.PipelineRunSpecStatus(c.CancelMode)) {
+		errs = append(errs, fmt.Errorf("cancelMode: %q is not one of %v", c.CancelMode, tekton.CancelModes))
+	}
+	phase := func(name string, pc *PhaseConfig) *workflows.PipelineConfig {
+		if pc == nil {
+			return nil
+		}
+		wc, err := c.pipelineConfig(name, *pc)
+		if err != nil {
+			errs = append(errs, err)
+			return nil
+		}
+		if err := wc.Validate(name); err != nil {
+			errs = append(errs, err)
+		}
+		return &wc
+	}
+	p.Base = phase("phases.base", c.Phases.Base)
+	p.Packages = phase("phases.packages", c.Phases.Packages)
+	p.Image = phase("phases.image", c.Phases.Image)
+	p.Test = phase("phases.test", c.Phases.Test)
+	if c.Phases.Image == nil {
+		errs = append(errs, errors.New("phases.image: required: the pipeline that builds one flavour's image"))
+	}
+	platforms := make([]string, 0, len(c.Phases.Publish))
+	for k := range c.Phases.Publish {
+		platforms = append(platforms, k)
+	}
+	slices.Sort(platforms)
+	for _, platform := range platforms {
+		pc := c.Phases.Publish[platform]
+		if wc := phase("phases.publish."+platform, &pc); wc != nil {
+			if p.Publish == nil {
+				p.Publish = map[string]workflows.PipelineConfig{}
+			}
+			p.Publish[platform] = *wc
+		}
+	}
+	var file *flavour.File
+	if c.Flavours != "" {
+		data, err := os.ReadFile(c.path(c.Flavours))
+		if err == nil {
+			file, err = flavour.Parse(data)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("flavours: %s: %w", c.Flavours, err))
+		}
+	}
+	return p, file, errors.Join(errs...)
+}
+
+func (c Config) pipelineConfig(path string, pc PhaseConfig) (workflows.PipelineConfig, error) {
+	wc := workflows.PipelineConfig{
+		PipelineRef: pc.PipelineRef, Params: pc.Params, Workspaces: pc.Workspaces,
+		ServiceAccountName: pc.ServiceAccountName, Timeout: pc.Timeout.Duration,
+		Attempts: pc.Attempts, Backoff: pc.Backoff.Duration,
+	}
+	if pc.PipelineFile != "" {
+		if pc.PipelineRef != "" {
+			return wc, fmt.Errorf("%s: pipelineRef and pipelineFile are both set; keep one", path)
+		}
+		spec, err := ReadPipelineFile(c.path(pc.PipelineFile))
+		if err != nil {
+			return wc, fmt.Errorf("%s.pipelineFile: %w", path, err)
+		}
+		wc.PipelineSpec = spec
+	}
+	return wc, nil
+}
+
+// ReadPipelineFile reads a tekton.dev/v1 Pipeline, or a bare PipelineSpec,
+// from a YAML file.
+func ReadPipelineFile(path string) (*pipelinev1.PipelineSpec, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var head struct {
+		Kind string `json:"kind"`
+	}
+	if err := yaml.Unmarshal(data, &head); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if head.Kind == "Pipeline" {
+		var p pipelinev1.Pipeline
+		if err := yaml.UnmarshalStrict(data, &p); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return &p.Spec, nil
+	}
+	if head.Kind != "" {
+		return nil, fmt.Errorf("%s: kind %s: want a Pipeline or a bare pipeline spec", path, head.Kind)
+	}
+	var spec pipelinev1.PipelineSpec
+	if err := yaml.UnmarshalStrict(data, &spec); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(spec.Tasks) == 0 {
+		return nil, fmt.Errorf("%s: no tasks", path)
+	}
+	return &spec, nil
+}

@@ -1,0 +1,109 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kiln-build/kiln/activities/plan"
+	"github.com/kiln-build/kiln/activities/tekton"
+	"github.com/kiln-build/kiln/workflows"
+)
+
+// RESTConfig returns the Kubernetes client config: cfg.Kubeconfig if set,
+// otherwise client-go's standard rules ($KUBECONFIG, ~/.kube/config), then
+// the in-cluster config.
+func RESTConfig(cfg Config) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = cfg.Kubeconfig
+	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client config: %w", err)
+	}
+	// Awaiting is watch-based; these limits are for bursts of creates and
+	// cancellations when a large build starts or stops.
+	rc.QPS, rc.Burst = 50, 100
+	return rc, nil
+}
+
+// Run validates cfg, registers kiln's workflows and activities on a worker
+// for c, and runs it until ctx ends, then stops gracefully: activities
+// awaiting PipelineRuns return at once and the runs keep going; the next
+// worker re-attaches to them.
+func Run(ctx context.Context, cfg Config, c client.Client, rc *rest.Config, logger *slog.Logger) error {
+	p, flavours, err := cfg.Plan()
+	if err != nil {
+		return fmt.Errorf("invalid config:\n%w", err)
+	}
+	tk, err := versioned.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	watcher := tekton.NewWatcher(tk, 0)
+	defer watcher.Close()
+	acts, err := tekton.New(tk, watcher, tekton.Options{
+		CancelMode:   pipelinev1.PipelineRunSpecStatus(cfg.CancelMode),
+		DashboardURL: cfg.DashboardURL,
+	})
+	if err != nil {
+		return err
+	}
+	maxActs := cfg.MaxConcurrentActivities
+	if maxActs <= 0 {
+		maxActs = 1000
+	}
+	w := sdkworker.New(c, cfg.TaskQueueName(), sdkworker.Options{
+		MaxConcurrentActivityExecutionSize: maxActs,
+		WorkerStopTimeout:                  30 * time.Second,
+	})
+	Register(w, acts, plan.New(p, flavours))
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	logger.Info("worker started", "taskQueue", cfg.TaskQueueName(), "namespace", cfg.Namespace,
+		"phases", phaseNames(p), "host", rc.Host)
+	<-ctx.Done()
+	logger.Info("worker stopping")
+	w.Stop()
+	return nil
+}
+
+// Register registers kiln's workflows and activities on w.
+func Register(w sdkworker.Registry, tk *tekton.Activities, pl *plan.Activities) {
+	w.RegisterWorkflowWithOptions(workflows.Build, workflow.RegisterOptions{Name: "Build"})
+	w.RegisterWorkflowWithOptions(workflows.FlavourBuild, workflow.RegisterOptions{Name: "FlavourBuild"})
+	w.RegisterActivity(tk)
+	w.RegisterActivityWithOptions(pl.Plan, activity.RegisterOptions{Name: workflows.ActivityPlan})
+}
+
+func phaseNames(p workflows.Plan) []string {
+	var out []string
+	for _, ph := range []struct {
+		n string
+		c *workflows.PipelineConfig
+	}{{"base", p.Base}, {"packages", p.Packages}, {"image", p.Image}, {"test", p.Test}} {
+		if ph.c != nil {
+			out = append(out, ph.n)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(p.Publish)) {
+		out = append(out, "publish/"+k)
+	}
+	return out
+}
+
+// NewLogger returns the SDK logger for an slog logger.
+func NewLogger(l *slog.Logger) log.Logger { return log.NewStructuredLogger(l) }
