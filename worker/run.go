@@ -43,7 +43,9 @@ func RESTConfig(cfg Config) (*rest.Config, error) {
 // for c, and runs it until ctx ends, then stops gracefully: activities
 // awaiting PipelineRuns return at once and the runs keep going; the next
 // worker re-attaches to them.
-func Run(ctx context.Context, cfg Config, c client.Client, rc *rest.Config, logger *slog.Logger) error {
+//
+// started, if not nil, is called once the worker polls.
+func Run(ctx context.Context, cfg Config, c client.Client, rc *rest.Config, logger *slog.Logger, started func()) error {
 	p, flavours, err := cfg.Plan()
 	if err != nil {
 		return fmt.Errorf("invalid config:\n%w", err)
@@ -72,6 +74,9 @@ func Run(ctx context.Context, cfg Config, c client.Client, rc *rest.Config, logg
 	Register(w, acts, plan.New(p, flavours))
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
+	}
+	if started != nil {
+		started()
 	}
 	logger.Info("worker started", "taskQueue", cfg.TaskQueueName(), "namespace", cfg.Namespace,
 		"phases", phaseNames(p), "host", rc.Host)

@@ -95,6 +95,9 @@ func (b *build) run(ctx workflow.Context) error {
 	if err := workflow.ExecuteActivity(ao, ActivityPlan, PlanRequest{FlavourSet: b.in.FlavourSet, Flavours: b.in.Flavours}).Get(ctx, &b.plan); err != nil {
 		return fmt.Errorf("plan: %w", err)
 	}
+	if len(b.plan.Flavours) == 0 {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("flavour set %q has no buildable flavours", b.in.FlavourSet), ErrTypeInvalidRequest, nil)
+	}
 	b.results = map[string]map[string]string{}
 	b.progress.Phases = []PhaseState{{Name: PhaseBase}, {Name: PhasePackages}, {Name: PhaseImage}, {Name: PhasePublish}}
 	for _, f := range b.plan.Flavours {

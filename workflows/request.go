@@ -55,7 +55,7 @@ type BuildRequest struct {
 	Branch string `json:"branch"`
 	// Commit is the full commit hash built. Required.
 	Commit string `json:"commit"`
-	// Version is the version being built, such as "1443.3". Required.
+	// Version is the version being built, such as "1443.3". Optional.
 	Version string `json:"version"`
 	// FlavourSet names the set the flavours came from (for the memo and
 	// listings).
@@ -88,13 +88,13 @@ func (r BuildRequest) Has(t Target) bool {
 // field and the fix.
 func (r BuildRequest) Validate() error {
 	var errs []error
-	for _, f := range []struct{ name, v string }{{"repo", r.Repo}, {"branch", r.Branch}, {"commit", r.Commit}, {"version", r.Version}} {
+	for _, f := range []struct{ name, v string }{{"repo", r.Repo}, {"branch", r.Branch}, {"commit", r.Commit}} {
 		if strings.TrimSpace(f.v) == "" {
 			errs = append(errs, fmt.Errorf("%s: required", f.name))
 		}
 	}
-	if len(r.Flavours) == 0 {
-		errs = append(errs, errors.New("flavours: at least one flavour is required; check the flavour set"))
+	if len(r.Flavours) == 0 && r.FlavourSet == "" {
+		errs = append(errs, errors.New("flavours: name a flavourSet or list the flavours"))
 	}
 	seen := map[string]bool{}
 	for i, f := range r.Flavours {

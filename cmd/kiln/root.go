@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
+	"os"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
@@ -22,8 +24,23 @@ EventListener, and scripts that poll tkn. See README.md.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCommand())
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	root.AddCommand(
+		newWorkerCommand(logger),
+		newRunCommand(quiet()),
+		newStatusCommand(quiet()),
+		newListCommand(quiet()),
+		newCancelCommand(quiet()),
+		newFlavoursCommand(),
+		newConfigCommand(),
+		newVersionCommand(),
+	)
 	return root
+}
+
+// quiet keeps the SDK's informational logs out of the client commands.
+func quiet() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 func newVersionCommand() *cobra.Command {

@@ -1,0 +1,377 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kiln-build/kiln/workflows"
+)
+
+// BuildID is the workflow ID of a build: build/<branch>/<version>, or
+// build/<branch>/<commit> without a version, so that starting the same
+// build twice attaches to the first.
+func BuildID(in workflows.BuildRequest) string {
+	v := in.Version
+	if v == "" {
+		v = in.Commit
+	}
+	return "build/" + in.Branch + "/" + v
+}
+
+func newRunCommand(logger *slog.Logger) *cobra.Command {
+	var (
+		in         workflows.BuildRequest
+		targets    []string
+		params     []string
+		taskQueue  string
+		wait       bool
+		pollPeriod time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Start a build",
+		Long: `Start a Build workflow. Its ID is build/<branch>/<version> (or
+build/<branch>/<commit> without --version): starting an identical build
+while one runs attaches to it, and a build that succeeded is not started
+again. A build that failed can be started again under the same ID.
+
+The worker expands --flavour-set from its flavours file. Targets follow
+Garden Linux: build; manifest (needs build); tests (needs build); publish
+and freeze-version (need build, manifest); release (needs build, manifest,
+freeze-version). A missing prerequisite is rejected before anything runs.
+
+With --wait, kiln prints each phase's and flavour's progress as it changes
+and exits non-zero if the build fails.` + temporalEnvHelp,
+		Example: `  kiln run --repo https://github.com/gardenlinux/gardenlinux --branch main \
+      --commit 4f1c2e9 --version 1443.3 --flavour-set all --target build --target tests --wait
+  kiln run --repo https://github.com/gardenlinux/gardenlinux --branch main --commit 4f1c2e9 \
+      --packages-version 1443.0 --param registry=ghcr.io/me`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, t := range targets {
+				in.Targets = append(in.Targets, workflows.Target(t))
+			}
+			for _, p := range params {
+				k, v, ok := strings.Cut(p, "=")
+				if !ok || k == "" {
+					return fmt.Errorf("--param %q: want name=value", p)
+				}
+				if in.Params == nil {
+					in.Params = map[string]string{}
+				}
+				in.Params[k] = v
+			}
+			if err := in.Validate(); err != nil {
+				return fmt.Errorf("invalid build request:\n%w", err)
+			}
+			c, err := dialTemporal(logger)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx := cmd.Context()
+			id := BuildID(in)
+			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+				ID:                       id,
+				TaskQueue:                taskQueue,
+				WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+				WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+				Memo: map[string]any{
+					workflows.MemoBranch: in.Branch, workflows.MemoCommit: in.Commit,
+					workflows.MemoVersion: in.Version, workflows.MemoFlavourSet: in.FlavourSet,
+				},
+			}, "Build", in)
+			var started *serviceerror.WorkflowExecutionAlreadyStarted
+			if errors.As(err, &started) {
+				return fmt.Errorf("build %s already succeeded; nothing to do (use another --version to build again)", id)
+			}
+			if err != nil {
+				return fmt.Errorf("start build %s: %w", id, err)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "build %s (run %s)\n", id, run.GetRunID())
+			if !wait {
+				fmt.Fprintf(out, "follow it with: kiln status %s\n", id)
+				return nil
+			}
+			return follow(ctx, out, c, run, pollPeriod)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&in.Repo, "repo", "", "git URL of the sources")
+	f.StringVar(&in.Branch, "branch", "", "branch to build (required)")
+	f.StringVar(&in.Commit, "commit", "", "commit to build (required)")
+	f.StringVar(&in.Version, "version", "", "version to build, e.g. 1443.3")
+	f.StringVar(&in.FlavourSet, "flavour-set", "all", "flavour set from the worker's flavours file")
+	f.StringArrayVar(&targets, "target", nil, "build target, repeatable: build, manifest, tests, publish, freeze-version, release (default build)")
+	f.StringVar(&in.PackagesVersion, "packages-version", "", "skip the packages phase: this package version exists")
+	f.StringArrayVar(&in.Recipients.Only, "only", nil, "notify only this address, repeatable")
+	f.StringArrayVar(&in.Recipients.Additional, "additional", nil, "also notify this address, repeatable")
+	f.StringArrayVar(&params, "param", nil, "name=value for the pipelines' {{.Params.name}}, repeatable")
+	f.StringVar(&taskQueue, "task-queue", workflows.TaskQueue, "task queue of the workers")
+	f.BoolVarP(&wait, "wait", "w", false, "follow the build's progress and exit non-zero if it fails")
+	f.DurationVar(&pollPeriod, "poll", time.Second, "how often --wait asks for progress")
+	return cmd
+}
+
+// follow prints the build's progress as it changes until it ends.
+func follow(ctx context.Context, out io.Writer, c client.Client, run client.WorkflowRun, period time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- run.Get(ctx, nil) }()
+	last := map[string]string{}
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		if p, err := queryProgress(ctx, c, run.GetID(), run.GetRunID()); err == nil {
+			printChanges(out, p, last)
+		}
+		select {
+		case err := <-done:
+			if p, qerr := queryProgress(ctx, c, run.GetID(), run.GetRunID()); qerr == nil {
+				printChanges(out, p, last)
+			}
+			if err != nil {
+				return fmt.Errorf("build %s failed: %w", run.GetID(), err)
+			}
+			fmt.Fprintf(out, "build %s succeeded\n", run.GetID())
+			return nil
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func printChanges(out io.Writer, p workflows.Progress, last map[string]string) {
+	line := func(key, s string) {
+		if last[key] != s {
+			last[key] = s
+			fmt.Fprintf(out, "%s  %-40s %s\n", time.Now().Format("15:04:05"), key, s)
+		}
+	}
+	for _, ph := range p.Phases {
+		line("phase "+ph.Name, phaseSummary(ph))
+	}
+	for _, f := range p.Flavours {
+		s := f.State
+		for _, ph := range f.Phases {
+			if ph.State != "" {
+				s += "  " + ph.Name + ":" + ph.State
+			}
+		}
+		if f.Error != "" {
+			s += "  (" + f.Error + ")"
+		}
+		line("flavour "+f.Name, s)
+	}
+}
+
+func phaseSummary(ph workflows.PhaseState) string {
+	s := ph.State
+	if s == "" {
+		s = workflows.StatePending
+	}
+	if ph.PipelineRun != "" {
+		s += "  pipelinerun " + ph.PipelineRun
+	}
+	if ph.Attempt > 1 {
+		s += fmt.Sprintf("  attempt %d", ph.Attempt)
+	}
+	if ph.Reason != "" {
+		s += "  (" + ph.Reason + ")"
+	}
+	if ph.Error != "" {
+		s += "  error: " + ph.Error
+	}
+	return s
+}
+
+func queryProgress(ctx context.Context, c client.Client, id, runID string) (workflows.Progress, error) {
+	var p workflows.Progress
+	v, err := c.QueryWorkflow(ctx, id, runID, workflows.QueryProgress)
+	if err != nil {
+		return p, err
+	}
+	return p, v.Get(&p)
+}
+
+func newStatusCommand(logger *slog.Logger) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status BUILD-ID",
+		Short: "Show a build's phases and flavours",
+		Long: `Show a build's progress: every phase and flavour with its state,
+PipelineRun, attempt, times and error. It asks the build's workflow, so a
+worker must be running.` + temporalEnvHelp,
+		Example: `  kiln status build/main/1443.3
+  kiln status build/main/1443.3 -o json | jq '.flavours[] | select(.state != "Succeeded")'`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !slices.Contains([]string{"table", "json", "yaml"}, output) {
+				return fmt.Errorf("--output %q: want table, json or yaml", output)
+			}
+			c, err := dialTemporal(logger)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			p, err := queryProgress(cmd.Context(), c, args[0], "")
+			if err != nil {
+				return fmt.Errorf("build %s: %w", args[0], err)
+			}
+			return printProgress(cmd.OutOrStdout(), p, output)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, json or yaml")
+	return cmd
+}
+
+func printProgress(out io.Writer, p workflows.Progress, format string) error {
+	switch format {
+	case "json":
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(p)
+	case "yaml":
+		b, err := yaml.Marshal(p)
+		if err != nil {
+			return err
+		}
+		_, err = out.Write(b)
+		return err
+	}
+	fmt.Fprintf(out, "state: %s\n", p.State)
+	if p.Error != "" {
+		fmt.Fprintf(out, "error: %s\n", p.Error)
+	}
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nKIND\tNAME\tSTATE\tPIPELINERUN\tATTEMPT\tDURATION\tDETAIL")
+	row := func(kind, name string, ph workflows.PhaseState) {
+		detail := ph.Reason
+		if ph.Error != "" {
+			detail = ph.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", kind, name, orDash(ph.State), orDash(ph.PipelineRun), attempt(ph.Attempt), duration(ph.Start, ph.End), detail)
+	}
+	for _, ph := range p.Phases {
+		row("phase", ph.Name, ph)
+	}
+	for _, f := range p.Flavours {
+		fmt.Fprintf(tw, "flavour\t%s\t%s\t\t\t%s\t%s\n", f.Name, f.State, duration(f.Start, f.End), f.Error)
+		for _, ph := range f.Phases {
+			row("", "  "+ph.Name, ph)
+		}
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func attempt(n int) string {
+	if n == 0 {
+		return "-"
+	}
+	return fmt.Sprint(n)
+}
+
+func duration(start, end time.Time) string {
+	if start.IsZero() {
+		return "-"
+	}
+	if end.IsZero() {
+		end = time.Now()
+	}
+	return end.Sub(start).Round(time.Second).String()
+}
+
+func newListCommand(logger *slog.Logger) *cobra.Command {
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List recent builds",
+		Long:  `List recent builds, newest first, with their state, branch, commit and version.` + temporalEnvHelp,
+		Example: `  kiln list
+  kiln list --limit 100`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := dialTemporal(logger)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			resp, err := c.ListWorkflow(cmd.Context(), &workflowservice.ListWorkflowExecutionsRequest{
+				Query: "WorkflowType = 'Build'", PageSize: int32(limit),
+			})
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "BUILD\tSTATE\tBRANCH\tCOMMIT\tVERSION\tSTARTED")
+			dc := converter.GetDefaultDataConverter()
+			for i, e := range resp.Executions {
+				if i >= limit {
+					break
+				}
+				memo := func(k string) string {
+					var s string
+					if p, ok := e.GetMemo().GetFields()[k]; ok {
+						_ = dc.FromPayload(p, &s)
+					}
+					return orDash(s)
+				}
+				state := strings.TrimPrefix(e.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_")
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.GetExecution().GetWorkflowId(), state,
+					memo(workflows.MemoBranch), memo(workflows.MemoCommit), memo(workflows.MemoVersion),
+					e.GetStartTime().AsTime().Local().Format(time.DateTime))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().IntVar(&limit, "limit", 20, "how many builds to show")
+	return cmd
+}
+
+func newCancelCommand(logger *slog.Logger) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel BUILD-ID",
+		Short: "Cancel a build and every PipelineRun it has running",
+		Long: `Cancel a build. Every running phase patches its PipelineRun's
+spec.status (Cancelled, or the worker's cancelMode), so nothing is left
+running in the cluster; the build ends as Cancelled.` + temporalEnvHelp,
+		Example: `  kiln cancel build/main/1443.3`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := dialTemporal(logger)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := c.CancelWorkflow(cmd.Context(), args[0], ""); err != nil {
+				return fmt.Errorf("cancel %s: %w", args[0], err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "cancelling %s\n", args[0])
+			return nil
+		},
+	}
+}
