@@ -92,6 +92,7 @@ TEST_OUT    := $(CURDIR)/bin/tests
 test: tools check ## Build the tools, then run every test, end to end included.
 	KILN_REQUIRE_TOOLS=1 $(GO) test -count=1 $(GOTEST_FLAGS) ./...
 	@mkdir -p $(TEST_OUT)
+	$(GO) build -o bin/kiln ./cmd/kiln
 	@set -e; for pkg in $(E2E_TIER); do \
 		name=$$(basename $$pkg); \
 		$(GO) test -c -tags e2e -o $(TEST_OUT)/$$name.test $$pkg; \

@@ -50,6 +50,10 @@ type Config struct {
 	// DashboardURL is a Tekton Dashboard link template over .Namespace and
 	// .Name. Optional.
 	DashboardURL string `json:"dashboardURL,omitempty"`
+	// HeartbeatTimeout is how long a PipelineRun's awaiting activity may go
+	// silent (a worker killed) before another worker takes over and
+	// re-attaches. Optional: default 1m.
+	HeartbeatTimeout Duration `json:"heartbeatTimeout,omitzero"`
 	// Phases configures each phase's pipeline. A phase left out is skipped.
 	Phases Phases `json:"phases"`
 
@@ -73,6 +77,9 @@ type PhaseConfig struct {
 	// is required.
 	PipelineRef  string `json:"pipelineRef,omitempty"`
 	PipelineFile string `json:"pipelineFile,omitempty"`
+	// Labels are added to the PipelineRun; values are templates like
+	// Params.
+	Labels map[string]string `json:"labels,omitempty"`
 	// Params are text/template templates over the build: {{.Commit}},
 	// {{.Branch}}, {{.Version}}, {{.Flavour.Platform}}, {{.Flavour.Arch}},
 	// {{.Params.name}}, {{.Results.base.digest}}.
@@ -172,7 +179,10 @@ func (c Config) Validate() error {
 // files) and parses the flavour file. It reports every problem at once.
 func (c Config) Plan() (workflows.Plan, *flavour.File, error) {
 	var errs []error
-	p := workflows.Plan{Namespace: c.Namespace, Parallelism: c.Parallelism, DashboardURL: c.DashboardURL}
+	p := workflows.Plan{Namespace: c.Namespace, Parallelism: c.Parallelism, DashboardURL: c.DashboardURL, HeartbeatTimeout: c.HeartbeatTimeout.Duration}
+	if c.HeartbeatTimeout.Duration != 0 && c.HeartbeatTimeout.Duration < 3*time.Second {
+		errs = append(errs, fmt.Errorf("heartbeatTimeout: %v is below 3s; RunPipeline heartbeats at a third of it", c.HeartbeatTimeout.Duration))
+	}
 	if c.Namespace == "" {
 		errs = append(errs, errors.New("namespace: required (or KILN_NAMESPACE): the Kubernetes namespace of the PipelineRuns"))
 	}
@@ -232,7 +242,7 @@ func (c Config) Plan() (workflows.Plan, *flavour.File, error) {
 
 func (c Config) pipelineConfig(path string, pc PhaseConfig) (workflows.PipelineConfig, error) {
 	wc := workflows.PipelineConfig{
-		PipelineRef: pc.PipelineRef, Params: pc.Params, Workspaces: pc.Workspaces,
+		PipelineRef: pc.PipelineRef, Params: pc.Params, Labels: pc.Labels, Workspaces: pc.Workspaces,
 		ServiceAccountName: pc.ServiceAccountName, Timeout: pc.Timeout.Duration,
 		Attempts: pc.Attempts, Backoff: pc.Backoff.Duration,
 	}

@@ -28,6 +28,17 @@ const (
 	ErrTypeFlavoursFailed = "FlavoursFailed"
 )
 
+// Change IDs for workflow.GetVersion. Every change to the commands a Build
+// issues gets one, and keeps it: replay tests (testdata/) run the old
+// histories.
+const (
+	// changePlanLocal: Plan runs as a local activity (was a regular one).
+	changePlanLocal = "plan-local-activity"
+	// changePublishParallel: the platforms publish in parallel (were one
+	// after another).
+	changePublishParallel = "publish-parallel"
+)
+
 // QueryProgress is the name of the query that returns a build's Progress.
 const QueryProgress = "progress"
 
@@ -88,11 +99,22 @@ type build struct {
 }
 
 func (b *build) run(ctx workflow.Context) error {
-	ao := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 10},
-	})
-	if err := workflow.ExecuteActivity(ao, ActivityPlan, PlanRequest{FlavourSet: b.in.FlavourSet, Flavours: b.in.Flavours}).Get(ctx, &b.plan); err != nil {
+	planIn := PlanRequest{FlavourSet: b.in.FlavourSet, Flavours: b.in.Flavours}
+	retry := &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 10}
+	var planned workflow.Future
+	if workflow.GetVersion(ctx, changePlanLocal, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		planned = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			StartToCloseTimeout: time.Minute, RetryPolicy: retry,
+		}), ActivityPlan, planIn)
+	} else {
+		// Plan reads only the worker's configuration: a local activity
+		// costs no task-queue round trip, and its result is recorded all
+		// the same.
+		planned = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+			StartToCloseTimeout: 10 * time.Second, RetryPolicy: retry,
+		}), ActivityPlan, planIn)
+	}
+	if err := planned.Get(ctx, &b.plan); err != nil {
 		return fmt.Errorf("plan: %w", err)
 	}
 	if len(b.plan.Flavours) == 0 {
@@ -149,7 +171,7 @@ func (b *build) phase(ctx workflow.Context, name string, cfg *PipelineConfig) er
 	res, err := runPhase(ctx, b.state(name), phaseRun{
 		cfg: *cfg, namespace: b.plan.Namespace, key: b.id + "/" + name,
 		labels: map[string]string{labelBuild: labelValue(b.id), labelPhase: name},
-		data:   b.data(flavour.Flavour{}, ""),
+		data:   b.data(flavour.Flavour{}, ""), heartbeat: b.plan.HeartbeatTimeout,
 	})
 	if err != nil {
 		return err
@@ -199,6 +221,10 @@ func (b *build) flavours(ctx workflow.Context) error {
 				BuildID: b.id, Request: b.in, Plan: b.plan, Flavour: f, Results: b.results,
 			}).Get(ctx, &res)
 			fs.End = workflow.Now(ctx)
+			var appErr *temporal.ApplicationError
+			if errors.As(err, &appErr) && appErr.HasDetails() {
+				_ = appErr.Details(&res) // the failed flavour's phases
+			}
 			fs.Phases = res.Phases
 			switch {
 			case err == nil && res.TestFailed:
@@ -257,19 +283,51 @@ func (b *build) publish(ctx workflow.Context) error {
 		return nil
 	}
 	st.State, st.Start = StateRunning, workflow.Now(ctx)
-	for _, p := range platforms {
-		cfg := b.plan.Publish[p]
-		ps := b.state(PhasePublish + "/" + p)
-		if _, err := runPhase(ctx, ps, phaseRun{
-			cfg: cfg, namespace: b.plan.Namespace, key: b.id + "/" + PhasePublish + "/" + p,
+	for _, p := range platforms { // one entry per platform, before pointers are taken
+		b.state(PhasePublish + "/" + p).State = StatePending
+	}
+	publishOne := func(ctx workflow.Context, p string) error {
+		_, err := runPhase(ctx, b.state(PhasePublish+"/"+p), phaseRun{
+			cfg: b.plan.Publish[p], namespace: b.plan.Namespace, key: b.id + "/" + PhasePublish + "/" + p,
 			labels: map[string]string{labelBuild: labelValue(b.id), labelPhase: PhasePublish, labelPlatform: p},
-			data:   b.data(first[p], p),
-		}); err != nil {
-			st.State, st.Error, st.End = StateFailed, ps.Error, workflow.Now(ctx)
-			return err
+			data:   b.data(first[p], p), heartbeat: b.plan.HeartbeatTimeout,
+		})
+		return err
+	}
+	var errs []error
+	if workflow.GetVersion(ctx, changePublishParallel, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		for _, p := range platforms {
+			if err := publishOne(ctx, p); err != nil {
+				errs = append(errs, err)
+				break
+			}
+		}
+	} else {
+		// Platforms are independent: publish them all at once, and let one
+		// platform's failure not stop the others.
+		wg := workflow.NewWaitGroup(ctx)
+		perr := make([]error, len(platforms))
+		for i, p := range platforms {
+			wg.Add(1)
+			workflow.Go(ctx, func(ctx workflow.Context) {
+				defer wg.Done()
+				perr[i] = publishOne(ctx, p)
+			})
+		}
+		wg.Wait(ctx)
+		for _, err := range perr {
+			if err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
-	st.State, st.End = StateSucceeded, workflow.Now(ctx)
+	st = b.state(PhasePublish)
+	st.End = workflow.Now(ctx)
+	if len(errs) > 0 {
+		st.State, st.Error = StateFailed, rootMessage(errs[0])
+		return errs[0]
+	}
+	st.State = StateSucceeded
 	return nil
 }
 
@@ -288,6 +346,7 @@ type phaseRun struct {
 	key       string
 	labels    map[string]string
 	data      TemplateData
+	heartbeat time.Duration
 }
 
 // runPhase runs cfg's pipeline, starting a fresh PipelineRun for each
@@ -295,9 +354,20 @@ type phaseRun struct {
 func runPhase(ctx workflow.Context, st *PhaseState, r phaseRun) (tekton.PipelineRunResult, error) {
 	var res tekton.PipelineRunResult
 	params, err := r.cfg.Render(r.data)
+	var labels map[string]string
+	if err == nil {
+		labels, err = r.cfg.RenderLabels(r.data)
+	}
 	if err != nil {
 		st.State, st.Error = StateFailed, err.Error()
 		return res, temporal.NewNonRetryableApplicationError(st.Name+": "+err.Error(), ErrTypePhaseFailed, nil)
+	}
+	for k, v := range r.labels {
+		labels[k] = v // kiln's identity labels win
+	}
+	heartbeat := r.heartbeat
+	if heartbeat <= 0 {
+		heartbeat = time.Minute
 	}
 	timeout := r.cfg.Timeout
 	if timeout <= 0 {
@@ -313,8 +383,8 @@ func runPhase(ctx workflow.Context, st *PhaseState, r phaseRun) (tekton.Pipeline
 		// away for a while.
 		StartToCloseTimeout: timeout + 10*time.Minute,
 		// RunPipeline heartbeats at a third of this; a lost worker is
-		// noticed within a minute and the next attempt re-attaches.
-		HeartbeatTimeout:    time.Minute,
+		// noticed within it and the next attempt re-attaches.
+		HeartbeatTimeout:    heartbeat,
 		WaitForCancellation: true,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    2 * time.Second,
@@ -334,7 +404,7 @@ func runPhase(ctx workflow.Context, st *PhaseState, r phaseRun) (tekton.Pipeline
 			Namespace: r.namespace, Key: key,
 			PipelineRef: r.cfg.PipelineRef, PipelineSpec: r.cfg.PipelineSpec,
 			Params: params, Workspaces: r.cfg.Workspaces, ServiceAccountName: r.cfg.ServiceAccountName,
-			Labels:      r.labels,
+			Labels:      labels,
 			Annotations: map[string]string{"kiln.dev/workflow-id": r.data.BuildID},
 		}
 		if r.cfg.Timeout > 0 {

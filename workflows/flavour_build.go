@@ -49,10 +49,16 @@ func FlavourBuild(ctx workflow.Context, in FlavourInput) (FlavourResult, error) 
 	img, err := runPhase(ctx, &res.Phases[0], phaseRun{
 		cfg: *in.Plan.Image, namespace: in.Plan.Namespace,
 		key: in.BuildID + "/" + PhaseImage + "/" + name, labels: labels(PhaseImage), data: data,
+		heartbeat: in.Plan.HeartbeatTimeout,
 	})
 	if err != nil {
 		res.Phases[1].State = StateSkipped
-		return res, err
+		if temporal.IsCanceledError(err) {
+			return res, err
+		}
+		// The result is lost when a workflow fails: carry the phases in
+		// the error's details for the parent's progress.
+		return res, temporal.NewNonRetryableApplicationError(res.Phases[0].Error, ErrTypePhaseFailed, err, res)
 	}
 	res.Image = resultMap(img)
 
@@ -73,6 +79,7 @@ func FlavourBuild(ctx workflow.Context, in FlavourInput) (FlavourResult, error) 
 		if _, err := runPhase(ctx, test, phaseRun{
 			cfg: *in.Plan.Test, namespace: in.Plan.Namespace,
 			key: in.BuildID + "/" + PhaseTest + "/" + name, labels: labels(PhaseTest), data: data,
+			heartbeat: in.Plan.HeartbeatTimeout,
 		}); err != nil {
 			if temporal.IsCanceledError(err) {
 				return res, err

@@ -35,6 +35,9 @@ type PipelineConfig struct {
 	// templates over TemplateData: "{{.Commit}}", "{{.Flavour.Platform}}",
 	// "{{.Results.base.digest}}".
 	Params map[string]string `json:"params,omitempty"`
+	// Labels are added to the PipelineRun, as templates like Params; kiln's
+	// own kiln.dev/ labels win. Values must render to valid label values.
+	Labels map[string]string `json:"labels,omitempty"`
 	// Workspaces bind the pipeline's workspaces.
 	Workspaces []pipelinev1.WorkspaceBinding `json:"workspaces,omitempty"`
 	// ServiceAccountName runs the pipeline's pods.
@@ -70,6 +73,10 @@ type Plan struct {
 	Flavours []flavour.Flavour `json:"flavours"`
 	// DashboardURL is the Tekton Dashboard link template, if any.
 	DashboardURL string `json:"dashboardURL,omitempty"`
+	// HeartbeatTimeout is how long a RunPipeline attempt may go without a
+	// heartbeat before Temporal retries it on another worker, which
+	// re-attaches to the run. Optional: default 1m.
+	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
 }
 
 // PlanRequest is the input of the Plan activity.
@@ -101,22 +108,34 @@ type TemplateData struct {
 
 // Render renders the params of c over d, sorted by name.
 func (c PipelineConfig) Render(d TemplateData) (pipelinev1.Params, error) {
-	names := make([]string, 0, len(c.Params))
-	for n := range c.Params {
-		names = append(names, n)
+	m, err := render("params", c.Params, d)
+	if err != nil {
+		return nil, err
 	}
-	slices.Sort(names)
 	var out pipelinev1.Params
-	for _, n := range names {
-		t, err := template.New(n).Option("missingkey=error").Parse(c.Params[n])
+	for _, n := range sortedKeys(m) {
+		out = append(out, pipelinev1.Param{Name: n, Value: *pipelinev1.NewStructuredValues(m[n])})
+	}
+	return out, nil
+}
+
+// RenderLabels renders the labels of c over d.
+func (c PipelineConfig) RenderLabels(d TemplateData) (map[string]string, error) {
+	return render("labels", c.Labels, d)
+}
+
+func render(field string, templates map[string]string, d TemplateData) (map[string]string, error) {
+	out := make(map[string]string, len(templates))
+	for _, n := range sortedKeys(templates) {
+		t, err := template.New(n).Option("missingkey=error").Parse(templates[n])
 		if err != nil {
-			return nil, fmt.Errorf("params.%s: %w", n, err)
+			return nil, fmt.Errorf("%s.%s: %w", field, n, err)
 		}
 		var b bytes.Buffer
 		if err := t.Execute(&b, d); err != nil {
-			return nil, fmt.Errorf("params.%s: %w", n, err)
+			return nil, fmt.Errorf("%s.%s: %w", field, n, err)
 		}
-		out = append(out, pipelinev1.Param{Name: n, Value: *pipelinev1.NewStructuredValues(b.String())})
+		out[n] = b.String()
 	}
 	return out, nil
 }
@@ -138,13 +157,18 @@ func (c PipelineConfig) Validate(path string) error {
 		Version: "1.0", Flavour: flavour.Flavour{Platform: "aws", Arch: "amd64"}, Platform: "aws",
 		Params: map[string]string{}, Results: map[string]map[string]string{},
 	}
-	for n, p := range c.Params {
-		t, err := template.New(n).Parse(p)
-		if err == nil {
-			err = t.Execute(&bytes.Buffer{}, sample)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s.params.%s: %v", path, n, err))
+	for _, f := range []struct {
+		name string
+		m    map[string]string
+	}{{"params", c.Params}, {"labels", c.Labels}} {
+		for _, n := range sortedKeys(f.m) {
+			t, err := template.New(n).Parse(f.m[n])
+			if err == nil {
+				err = t.Execute(&bytes.Buffer{}, sample)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s.%s.%s: %v", path, f.name, n, err))
+			}
 		}
 	}
 	return errors.Join(errs...)

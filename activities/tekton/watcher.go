@@ -8,9 +8,10 @@ import (
 
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
-	"github.com/tektoncd/pipeline/pkg/client/informers/externalversions"
 	listers "github.com/tektoncd/pipeline/pkg/client/listers/pipeline/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -95,25 +96,43 @@ func (w *Watcher) space(ns string) (*space, error) {
 	if sp, ok := w.spaces[ns]; ok {
 		return sp, nil
 	}
-	factory := externalversions.NewSharedInformerFactoryWithOptions(w.client, w.resync,
-		externalversions.WithNamespace(ns),
-		externalversions.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = ManagedSelector }))
-	runInf := factory.Tekton().V1().PipelineRuns()
-	taskInf := factory.Tekton().V1().TaskRuns()
+	selector := func(o *metav1.ListOptions) { o.LabelSelector = ManagedSelector }
+	runs := w.client.TektonV1().PipelineRuns(ns)
+	tasks := w.client.TektonV1().TaskRuns(ns)
+	runInf := cache.NewSharedIndexInformer(listWatch(
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			selector(&o)
+			return runs.List(ctx, o)
+		},
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			selector(&o)
+			return runs.Watch(ctx, o)
+		},
+	), &pipelinev1.PipelineRun{}, w.resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	taskInf := cache.NewSharedIndexInformer(listWatch(
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			selector(&o)
+			return tasks.List(ctx, o)
+		},
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			selector(&o)
+			return tasks.Watch(ctx, o)
+		},
+	), &pipelinev1.TaskRun{}, w.resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	sp := &space{
 		ns:      ns,
-		runs:    runInf.Lister().PipelineRuns(ns),
-		tasks:   taskInf.Lister().TaskRuns(ns),
+		runs:    listers.NewPipelineRunLister(runInf.GetIndexer()).PipelineRuns(ns),
+		tasks:   listers.NewTaskRunLister(taskInf.GetIndexer()).TaskRuns(ns),
 		synced:  make(chan struct{}),
 		waiters: map[string][]*Subscription{},
 	}
-	if err := runInf.Informer().SetTransform(slimPipelineRun); err != nil {
+	if err := runInf.SetTransform(slimPipelineRun); err != nil {
 		return nil, err
 	}
-	if err := taskInf.Informer().SetTransform(slimTaskRun); err != nil {
+	if err := taskInf.SetTransform(slimTaskRun); err != nil {
 		return nil, err
 	}
-	if _, err := runInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if _, err := runInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { sp.notify(objectName(obj)) },
 		UpdateFunc: func(_, obj any) { sp.notify(objectName(obj)) },
 		DeleteFunc: func(obj any) { sp.notify(objectName(obj)) },
@@ -125,15 +144,19 @@ func (w *Watcher) space(ns string) (*space, error) {
 			sp.notify(tr.Labels[labelPipelineRun])
 		}
 	}
-	if _, err := taskInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if _, err := taskInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    owner,
 		UpdateFunc: func(_, obj any) { owner(obj) },
 	}); err != nil {
 		return nil, err
 	}
-	factory.Start(w.stop)
+	go runInf.Run(w.stop)
+	go taskInf.Run(w.stop)
+	// Waiters need the PipelineRun cache to be complete; TaskRuns only add
+	// progress detail, which arrives with the TaskRun events, so waiters do
+	// not wait for the TaskRun informer.
 	go func() {
-		if cache.WaitForCacheSync(w.stop, runInf.Informer().HasSynced, taskInf.Informer().HasSynced) {
+		if cache.WaitForCacheSync(w.stop, runInf.HasSynced) {
 			close(sp.synced)
 		}
 	}()
@@ -280,4 +303,22 @@ func slimTaskRun(obj any) (any, error) {
 			},
 		},
 	}, nil
+}
+
+// listWatchNoStream is a ListWatch that opts out of client-go's streaming
+// watch-list: its informers LIST, then WATCH. A watch-list must wait until
+// the API server's watch cache has caught up with etcd, and for a resource
+// with no recent writes the server answers "retry after 1s", which every
+// new namespace's first waiter would pay. A LIST is answered at once.
+type listWatchNoStream struct{ *cache.ListWatch }
+
+// IsWatchListSemanticsUnSupported tells client-go's reflector not to use
+// watch-list for this ListWatch.
+func (listWatchNoStream) IsWatchListSemanticsUnSupported() bool { return true }
+
+func listWatch(
+	list func(context.Context, metav1.ListOptions) (runtime.Object, error),
+	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error),
+) cache.ListerWatcher {
+	return listWatchNoStream{&cache.ListWatch{ListWithContextFunc: list, WatchFuncWithContext: watchFn}}
 }

@@ -38,6 +38,10 @@ func Start(ctx context.Context, dir string) (*testsuite.DevServer, error) {
 		ExistingPath: path,
 		DBFilename:   filepath.Join(dir, "temporal.db"),
 		LogLevel:     "warn",
+		// Let workers start the activities their own workflow tasks
+		// schedule without a round trip through matching, as Temporal
+		// Cloud does.
+		ExtraArgs: []string{"--dynamic-config-value", "system.enableActivityEagerExecution=true"},
 		Stdout:       logf,
 		Stderr:       logf,
 		ClientOptions: &client.Options{
