@@ -42,8 +42,8 @@ func Start(ctx context.Context, dir string) (*testsuite.DevServer, error) {
 		// schedule without a round trip through matching, as Temporal
 		// Cloud does.
 		ExtraArgs: []string{"--dynamic-config-value", "system.enableActivityEagerExecution=true"},
-		Stdout:       logf,
-		Stderr:       logf,
+		Stdout:    logf,
+		Stderr:    logf,
 		ClientOptions: &client.Options{
 			Logger: Logger(io.Discard),
 		},
