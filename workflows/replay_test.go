@@ -2,6 +2,8 @@ package workflows_test
 
 import (
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.temporal.io/sdk/client"
@@ -11,19 +13,25 @@ import (
 	"github.com/kiln-build/kiln/workflows"
 )
 
-// TestReplayRecordedHistories replays histories recorded from real builds
-// (test/e2e with KILN_RECORD_HISTORY=workflows/testdata) against the current
-// code. A change to the order of commands that is not behind
-// workflow.GetVersion fails here, as it would fail running builds.
+// TestReplayRecordedHistories replays every history in testdata/, recorded
+// from real builds (test/e2e with KILN_RECORD_HISTORY=workflows/testdata),
+// against the current code. A change to the commands a workflow issues that
+// is not behind workflow.GetVersion fails here, as it would fail the builds
+// running when it is deployed. Keep old histories when recording new ones.
 func TestReplayRecordedHistories(t *testing.T) {
-	for _, f := range []struct{ file, id string }{
-		// Child workflow IDs derive from the build's ID, so replay under
-		// the recorded one.
-		{"testdata/build-11-flavours.json", "build/e2e-de45/576.0"},
-		{"testdata/flavour-aws.json", "build/e2e-de45/576.0/flavour/aws-gardener_prod-amd64"},
-	} {
-		t.Run(f.file, func(t *testing.T) {
-			r, err := os.Open(f.file)
+	files, err := filepath.Glob("testdata/*.json")
+	if err != nil || len(files) < 2 {
+		t.Fatalf("histories: %v %v", files, err)
+	}
+	for _, file := range files {
+		t.Run(file, func(t *testing.T) {
+			// Child workflow IDs derive from the build's ID, so replay
+			// under the recorded one, kept beside the history.
+			id, err := os.ReadFile(file + ".id")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := os.Open(file)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -36,10 +44,10 @@ func TestReplayRecordedHistories(t *testing.T) {
 			rep.RegisterWorkflowWithOptions(workflows.Build, workflow.RegisterOptions{Name: "Build"})
 			rep.RegisterWorkflowWithOptions(workflows.FlavourBuild, workflow.RegisterOptions{Name: "FlavourBuild"})
 			err = rep.ReplayWorkflowHistoryWithOptions(nil, h, worker.ReplayWorkflowHistoryOptions{
-				OriginalExecution: workflow.Execution{ID: f.id, RunID: "replay"},
+				OriginalExecution: workflow.Execution{ID: strings.TrimSpace(string(id)), RunID: "replay"},
 			})
 			if err != nil {
-				t.Fatalf("replay %s: %v", f.file, err)
+				t.Fatalf("replay %s: %v", file, err)
 			}
 		})
 	}

@@ -164,8 +164,8 @@ func TestBuildElevenFlavours(t *testing.T) {
 		t.Fatalf("build: %v\nprogress: %+v", err, getProgress(t, run))
 	}
 	t.Logf("11-flavour build on the real stack: %v", time.Since(start).Round(time.Millisecond))
-	recordHistory(t, run.GetID(), run.GetRunID(), "build-11-flavours.json")
-	recordHistory(t, run.GetID()+"/flavour/aws-gardener_prod-amd64", "", "flavour-aws.json")
+	recordHistory(t, run.GetID(), run.GetRunID(), "build-v1.json")
+	recordHistory(t, run.GetID()+"/flavour/aws-gardener_prod-amd64", "", "flavour-v1.json")
 	p := res.Progress
 	if p.State != workflows.StateSucceeded || len(p.Flavours) != 11 {
 		t.Fatalf("progress: state %s, %d flavours", p.State, len(p.Flavours))
@@ -349,6 +349,9 @@ func recordHistory(t *testing.T, id, runID, name string) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".id"), []byte(id+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("recorded %d events of %s in %s", len(h.Events), id, name)
