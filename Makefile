@@ -75,6 +75,15 @@ $(TOOLS_CACHE)/tekton-controller-$(TEKTON_VERSION): test/tools/tekton/go.mod tes
 	cd test/tools/tekton && $(GO) build -trimpath -o $@.tmp github.com/tektoncd/pipeline/cmd/controller && mv $@.tmp $@
 
 # ---------------------------------------------------------------------------
+# make dev: the whole stack on this machine and a demo build.
+
+.PHONY: dev
+dev: tools ## Run Tekton, Temporal (with UI) and a worker locally, and a demo build; Ctrl-C stops all.
+	$(GO) build -o bin/kiln ./cmd/kiln
+	$(GO) build -o bin/devstack ./test/devstack
+	bin/devstack $(DEV_FLAGS)
+
+# ---------------------------------------------------------------------------
 # Tests.
 #
 # Tier 1 (`go test ./...`): unit tests, and tests against the real

@@ -22,6 +22,16 @@ import (
 // kubestack.ErrNoTools if bin/temporal is not built. Stop the server when
 // done.
 func Start(ctx context.Context, dir string) (*testsuite.DevServer, error) {
+	return start(ctx, dir, false)
+}
+
+// StartWithUI is Start with the Temporal UI, served on the frontend's port
+// plus 1000.
+func StartWithUI(ctx context.Context, dir string) (*testsuite.DevServer, error) {
+	return start(ctx, dir, true)
+}
+
+func start(ctx context.Context, dir string, ui bool) (*testsuite.DevServer, error) {
 	bin, err := kubestack.BinDir()
 	if err != nil {
 		return nil, err
@@ -38,6 +48,7 @@ func Start(ctx context.Context, dir string) (*testsuite.DevServer, error) {
 		ExistingPath: path,
 		DBFilename:   filepath.Join(dir, "temporal.db"),
 		LogLevel:     "warn",
+		EnableUI:     ui,
 		// Let workers start the activities their own workflow tasks
 		// schedule without a round trip through matching, as Temporal
 		// Cloud does.
