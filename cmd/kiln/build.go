@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -18,6 +19,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"golang.org/x/term"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kiln-build/kiln/workflows"
@@ -137,14 +139,27 @@ func follow(ctx context.Context, out io.Writer, c client.Client, run client.Work
 	last := map[string]string{}
 	tick := time.NewTicker(period)
 	defer tick.Stop()
+	bar := isTerminal(out)
+	show := func(p workflows.Progress) {
+		if bar {
+			fmt.Fprint(out, "\r\033[K") // clear the bar; changes print above it
+		}
+		printChanges(out, p, last)
+		if bar {
+			fmt.Fprint(out, progressBar(p, 30))
+		}
+	}
 	for {
 		if p, err := queryProgress(ctx, c, run.GetID(), run.GetRunID()); err == nil {
-			printChanges(out, p, last)
+			show(p)
 		}
 		select {
 		case err := <-done:
 			if p, qerr := queryProgress(ctx, c, run.GetID(), run.GetRunID()); qerr == nil {
-				printChanges(out, p, last)
+				show(p)
+			}
+			if bar {
+				fmt.Fprintln(out)
 			}
 			if err != nil {
 				return fmt.Errorf("build %s failed: %w", run.GetID(), err)
@@ -374,4 +389,34 @@ running in the cluster; the build ends as Cancelled.` + temporalEnvHelp,
 			return nil
 		},
 	}
+}
+
+// isTerminal reports whether w is a terminal, where --wait draws a bar.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// progressBar renders one line: the share of flavours finished and the
+// phase running.
+func progressBar(p workflows.Progress, width int) string {
+	done := 0
+	for _, f := range p.Flavours {
+		switch f.State {
+		case workflows.StateSucceeded, workflows.StateFailed, workflows.StateTestFailed, workflows.StateSkipped, workflows.StateCancelled:
+			done++
+		}
+	}
+	filled := 0
+	if n := len(p.Flavours); n > 0 {
+		filled = done * width / n
+	}
+	phase := "-"
+	for _, ph := range p.Phases {
+		if ph.State == workflows.StateRunning || ph.State == workflows.StateRetrying {
+			phase = ph.Name
+		}
+	}
+	return fmt.Sprintf("[%s%s] %d/%d flavours  phase %s  %s",
+		strings.Repeat("#", filled), strings.Repeat(".", width-filled), done, len(p.Flavours), phase, p.State)
 }

@@ -13,8 +13,9 @@ import (
 
 func newFlavoursCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "flavours",
-		Short: "Work with Garden Linux flavour files",
+		Use:     "flavours",
+		Short:   "Work with Garden Linux flavour files",
+		Example: "  kiln flavours expand -f deploy/flavours.yaml --set all",
 	}
 	var file, set, output string
 	var all bool
@@ -78,8 +79,9 @@ flag are printed, as a build would run them.`,
 
 func newConfigCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "config",
-		Short: "Work with the worker's config file",
+		Use:     "config",
+		Short:   "Work with the worker's config file",
+		Example: "  kiln config validate -c deploy/kiln.yaml",
 	}
 	var path string
 	validate := &cobra.Command{

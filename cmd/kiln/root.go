@@ -21,6 +21,9 @@ cancelled.
 
 kiln replaces the glue around Tekton: Triggers and CronJobs that curl an
 EventListener, and scripts that poll tkn. See README.md.`,
+		Example: `  kiln worker --config deploy/kiln.yaml
+  kiln run --repo https://github.com/gardenlinux/gardenlinux --branch main --commit 4f1c2e9 --wait
+  kiln status build/main/4f1c2e9`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -45,9 +48,10 @@ func quiet() *slog.Logger {
 
 func newVersionCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Print kiln's version and the versions it was built with",
-		Args:  cobra.NoArgs,
+		Use:     "version",
+		Short:   "Print kiln's version and the versions it was built with",
+		Example: "  kiln version",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			bi, ok := debug.ReadBuildInfo()
 			if !ok {

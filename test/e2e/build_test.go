@@ -356,3 +356,59 @@ func recordHistory(t *testing.T, id, runID, name string) {
 	}
 	t.Logf("recorded %d events of %s in %s", len(h.Events), id, name)
 }
+
+func TestCancelBuildStopsEveryRun(t *testing.T) {
+	s := newSuite(t)
+	runWorker(t, buildConfig(t, s.ns, `    labels: {kiln.test/outcome: hold}`), s.queue)
+	run := startBuild(t, s.queue, gardenRequest(s.ns, "build"))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	// Wait until the four image runs of the first wave are running.
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
+		n := 0
+		for _, pr := range buildRuns(t, s.ns, run.GetID()) {
+			if pr.Labels["kiln.dev/phase"] == workflows.PhaseImage && pr.Status.StartTime != nil {
+				n++
+			}
+		}
+		return n == 4, nil
+	})
+	if err != nil {
+		t.Fatalf("image runs did not start: %v", err)
+	}
+	if err := env.client.CancelWorkflow(ctx, run.GetID(), run.GetRunID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Get(ctx, nil); !temporal.IsCanceledError(err) {
+		t.Fatalf("build error = %v, want cancelled", err)
+	}
+	if p := getProgress(t, run); p.State != workflows.StateCancelled {
+		t.Errorf("progress state = %s, want Cancelled", p.State)
+	}
+	// Nothing is left running: every run kiln started is cancelled by
+	// spec.status, and Tekton has finished it.
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		for _, pr := range buildRuns(t, s.ns, run.GetID()) {
+			if !pr.IsDone() {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("runs still running after the build was cancelled: %v", err)
+	}
+	images := 0
+	for _, pr := range buildRuns(t, s.ns, run.GetID()) {
+		if pr.Labels["kiln.dev/phase"] != workflows.PhaseImage {
+			continue
+		}
+		images++
+		if pr.Spec.Status != pipelinev1.PipelineRunSpecStatusCancelled {
+			t.Errorf("%s: spec.status %q, want Cancelled", pr.Name, pr.Spec.Status)
+		}
+	}
+	if images != 4 {
+		t.Errorf("%d image runs, want the 4 of the first wave and no more", images)
+	}
+}
