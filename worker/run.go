@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kiln-build/kiln/activities/git"
 	"github.com/kiln-build/kiln/activities/plan"
 	"github.com/kiln-build/kiln/activities/tekton"
 	"github.com/kiln-build/kiln/workflows"
@@ -90,8 +91,10 @@ func Run(ctx context.Context, cfg Config, c client.Client, rc *rest.Config, logg
 func Register(w sdkworker.Registry, tk *tekton.Activities, pl *plan.Activities) {
 	w.RegisterWorkflowWithOptions(workflows.Build, workflow.RegisterOptions{Name: "Build"})
 	w.RegisterWorkflowWithOptions(workflows.FlavourBuild, workflow.RegisterOptions{Name: "FlavourBuild"})
+	w.RegisterWorkflowWithOptions(workflows.Scheduled, workflow.RegisterOptions{Name: "Scheduled"})
 	w.RegisterActivity(tk)
 	w.RegisterActivityWithOptions(pl.Plan, activity.RegisterOptions{Name: workflows.ActivityPlan})
+	w.RegisterActivityWithOptions(git.Activities{}.ResolveHead, activity.RegisterOptions{Name: workflows.ActivityResolveHead})
 }
 
 func phaseNames(p workflows.Plan) []string {

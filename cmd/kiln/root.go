@@ -36,6 +36,7 @@ EventListener, and scripts that poll tkn. See README.md.`,
 		newCancelCommand(quiet()),
 		newFlavoursCommand(),
 		newConfigCommand(),
+		newScheduleCommand(quiet()),
 		newVersionCommand(),
 	)
 	return root

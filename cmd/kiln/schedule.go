@@ -1,0 +1,600 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kiln-build/kiln/worker"
+	"github.com/kiln-build/kiln/workflows"
+)
+
+// scheduleFile is the declarative, git-versioned list of schedules that
+// `kiln schedule apply` converges the server to.
+type scheduleFile struct {
+	Schedules []scheduleEntry `json:"schedules"`
+}
+
+type scheduleEntry struct {
+	// ID of the schedule. Required, unique.
+	ID string `json:"id"`
+	// Cron expressions (standard five fields, or @daily and friends).
+	Cron []string `json:"cron,omitempty"`
+	// Calendars are calendar specs: each field a list like "1-5" or "0,30"
+	// or "*"; empty fields mean the first value (0) except dayOfMonth,
+	// month and dayOfWeek, which mean every.
+	Calendars []calendarEntry `json:"calendars,omitempty"`
+	// TimeZone for the specs, an IANA name. Optional: UTC.
+	TimeZone string `json:"timeZone,omitempty"`
+	// Jitter delays each action by a random time up to this.
+	Jitter worker.Duration `json:"jitter,omitzero"`
+	// Overlap: skip (default), buffer-one, buffer-all, cancel-other,
+	// terminate-other or allow-all.
+	Overlap string `json:"overlap,omitempty"`
+	// CatchupWindow: how late a missed action may still run. Optional: 1m.
+	CatchupWindow worker.Duration `json:"catchupWindow,omitzero"`
+	// PauseOnFailure pauses the schedule when a build fails.
+	PauseOnFailure bool `json:"pauseOnFailure,omitempty"`
+	// Paused creates the schedule paused.
+	Paused bool `json:"paused,omitempty"`
+	// Note is shown with the schedule.
+	Note string `json:"note,omitempty"`
+	// OnlyIfChanged skips a build whose commit (the branch head when the
+	// schedule fires) was built before.
+	OnlyIfChanged bool `json:"onlyIfChanged,omitempty"`
+	// TaskQueue of the workers. Optional: kiln.
+	TaskQueue string `json:"taskQueue,omitempty"`
+	// Build is the build template; without a commit, the branch head is
+	// resolved at fire time.
+	Build workflows.BuildRequest `json:"build"`
+}
+
+type calendarEntry struct {
+	Second     string `json:"second,omitempty"`
+	Minute     string `json:"minute,omitempty"`
+	Hour       string `json:"hour,omitempty"`
+	DayOfMonth string `json:"dayOfMonth,omitempty"`
+	Month      string `json:"month,omitempty"`
+	DayOfWeek  string `json:"dayOfWeek,omitempty"`
+	Comment    string `json:"comment,omitempty"`
+}
+
+var overlapPolicies = map[string]enumspb.ScheduleOverlapPolicy{
+	"skip":            enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
+	"buffer-one":      enumspb.SCHEDULE_OVERLAP_POLICY_BUFFER_ONE,
+	"buffer-all":      enumspb.SCHEDULE_OVERLAP_POLICY_BUFFER_ALL,
+	"cancel-other":    enumspb.SCHEDULE_OVERLAP_POLICY_CANCEL_OTHER,
+	"terminate-other": enumspb.SCHEDULE_OVERLAP_POLICY_TERMINATE_OTHER,
+	"allow-all":       enumspb.SCHEDULE_OVERLAP_POLICY_ALLOW_ALL,
+}
+
+// memoManaged marks the schedules kiln manages; apply never touches others.
+const (
+	memoManaged  = "kiln-managed"
+	memoSpecHash = "kiln-spec-hash"
+)
+
+func loadSchedules(path string) (scheduleFile, error) {
+	var f scheduleFile
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return f, err
+	}
+	if err := yaml.UnmarshalStrict(data, &f); err != nil {
+		return f, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := f.validate(); err != nil {
+		return f, fmt.Errorf("%s:\n%w", path, err)
+	}
+	return f, nil
+}
+
+// validate reports every bad entry and field before anything reaches the
+// server.
+func (f scheduleFile) validate() error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, e := range f.Schedules {
+		at := fmt.Sprintf("schedules[%d]", i)
+		if e.ID != "" {
+			at += " (" + e.ID + ")"
+		}
+		bad := func(field, format string, args ...any) {
+			errs = append(errs, fmt.Errorf("%s.%s: %s", at, field, fmt.Sprintf(format, args...)))
+		}
+		switch {
+		case e.ID == "":
+			bad("id", "required")
+		case seen[e.ID]:
+			bad("id", "%q is used twice", e.ID)
+		}
+		seen[e.ID] = true
+		if len(e.Cron) == 0 && len(e.Calendars) == 0 {
+			bad("cron", "a cron expression or a calendar is required")
+		}
+		for j, c := range e.Cron {
+			if _, err := cron.ParseStandard(c); err != nil {
+				bad(fmt.Sprintf("cron[%d]", j), "%q: %v", c, err)
+			}
+		}
+		for j, c := range e.Calendars {
+			if _, err := c.spec(); err != nil {
+				bad(fmt.Sprintf("calendars[%d]", j), "%v", err)
+			}
+		}
+		if e.TimeZone != "" {
+			if _, err := time.LoadLocation(e.TimeZone); err != nil {
+				bad("timeZone", "%q is not a known time zone (use an IANA name such as Europe/Berlin)", e.TimeZone)
+			}
+		}
+		if e.Overlap != "" {
+			if _, ok := overlapPolicies[e.Overlap]; !ok {
+				names := make([]string, 0, len(overlapPolicies))
+				for k := range overlapPolicies {
+					names = append(names, k)
+				}
+				slices.Sort(names)
+				bad("overlap", "%q: want one of %s", e.Overlap, strings.Join(names, ", "))
+			}
+		}
+		b := e.Build
+		if b.Commit == "" {
+			b.Commit = "resolved-at-fire-time"
+		}
+		if err := b.Validate(); err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				bad("build", "%s", line)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// spec turns a calendar entry into Temporal's calendar spec.
+func (c calendarEntry) spec() (client.ScheduleCalendarSpec, error) {
+	var s client.ScheduleCalendarSpec
+	var err error
+	field := func(name, v string, min, max int, every bool) []client.ScheduleRange {
+		if err != nil {
+			return nil
+		}
+		var r []client.ScheduleRange
+		r, err = parseRanges(name, v, min, max, every)
+		return r
+	}
+	s.Second = field("second", c.Second, 0, 59, false)
+	s.Minute = field("minute", c.Minute, 0, 59, false)
+	s.Hour = field("hour", c.Hour, 0, 23, false)
+	s.DayOfMonth = field("dayOfMonth", c.DayOfMonth, 1, 31, true)
+	s.Month = field("month", c.Month, 1, 12, true)
+	s.DayOfWeek = field("dayOfWeek", c.DayOfWeek, 0, 6, true)
+	s.Comment = c.Comment
+	return s, err
+}
+
+// parseRanges reads "*", "5", "1-5", "0-30/10" and lists of them.
+func parseRanges(name, v string, min, max int, every bool) ([]client.ScheduleRange, error) {
+	if v == "" {
+		if every {
+			return []client.ScheduleRange{{Start: min, End: max}}, nil
+		}
+		return []client.ScheduleRange{{Start: min}}, nil
+	}
+	var out []client.ScheduleRange
+	for _, part := range strings.Split(v, ",") {
+		r := client.ScheduleRange{}
+		body, step, hasStep := strings.Cut(part, "/")
+		if hasStep {
+			n, err := strconv.Atoi(step)
+			if err != nil || n < 1 {
+				return nil, fmt.Errorf("%s: step %q is not a positive number", name, step)
+			}
+			r.Step = n
+		}
+		lo, hi, isRange := strings.Cut(body, "-")
+		switch {
+		case body == "*":
+			r.Start, r.End = min, max
+		default:
+			a, err := strconv.Atoi(lo)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %q is not a number", name, lo)
+			}
+			r.Start, r.End = a, a
+			if isRange {
+				b, err := strconv.Atoi(hi)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %q is not a number", name, hi)
+				}
+				r.End = b
+			}
+		}
+		if r.Start < min || r.End > max || r.End < r.Start {
+			return nil, fmt.Errorf("%s: %q is outside %d-%d", name, part, min, max)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// options turns an entry into the schedule's options.
+func (e scheduleEntry) options() (client.ScheduleOptions, error) {
+	spec := client.ScheduleSpec{CronExpressions: e.Cron, TimeZoneName: e.TimeZone, Jitter: e.Jitter.Duration}
+	for _, c := range e.Calendars {
+		cs, err := c.spec()
+		if err != nil {
+			return client.ScheduleOptions{}, err
+		}
+		spec.Calendars = append(spec.Calendars, cs)
+	}
+	queue := e.TaskQueue
+	if queue == "" {
+		queue = workflows.TaskQueue
+	}
+	overlap := enumspb.SCHEDULE_OVERLAP_POLICY_SKIP
+	if e.Overlap != "" {
+		overlap = overlapPolicies[e.Overlap]
+	}
+	return client.ScheduleOptions{
+		ID:   e.ID,
+		Spec: spec,
+		Action: &client.ScheduleWorkflowAction{
+			ID:        "scheduled/" + e.ID,
+			Workflow:  "Scheduled",
+			Args:      []any{workflows.ScheduledRequest{Template: e.Build, OnlyIfChanged: e.OnlyIfChanged}},
+			TaskQueue: queue,
+			Memo:      map[string]any{memoSpecHash: e.hash()},
+		},
+		Overlap:        overlap,
+		CatchupWindow:  e.CatchupWindow.Duration,
+		PauseOnFailure: e.PauseOnFailure,
+		Note:           e.Note,
+		Paused:         e.Paused,
+		Memo:           map[string]any{memoManaged: true},
+	}, nil
+}
+
+// hash identifies an entry's content; apply updates a schedule whose hash
+// differs.
+func (e scheduleEntry) hash() string {
+	b, _ := json.Marshal(e)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// change is one step of converging the server to the file.
+type change struct {
+	op    string // create, update, delete, unchanged
+	id    string
+	entry *scheduleEntry
+}
+
+// plan compares the file with the server's kiln-managed schedules.
+func planSchedules(ctx context.Context, c client.Client, f scheduleFile) ([]change, error) {
+	existing := map[string]string{} // id -> spec hash
+	it, err := c.ScheduleClient().List(ctx, client.ScheduleListOptions{PageSize: 100})
+	if err != nil {
+		return nil, err
+	}
+	dc := converter.GetDefaultDataConverter()
+	for it.HasNext() {
+		s, err := it.Next()
+		if err != nil {
+			return nil, err
+		}
+		var managed bool
+		if p, ok := s.Memo.GetFields()[memoManaged]; ok {
+			_ = dc.FromPayload(p, &managed)
+		}
+		if !managed {
+			continue
+		}
+		d, err := c.ScheduleClient().GetHandle(ctx, s.ID).Describe(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("describe schedule %s: %w", s.ID, err)
+		}
+		hash := ""
+		if a, ok := d.Schedule.Action.(*client.ScheduleWorkflowAction); ok {
+			if p, ok := a.Memo[memoSpecHash]; ok {
+				switch v := p.(type) {
+				case string:
+					hash = v
+				default:
+					if pl, ok := p.(interface{ GetData() []byte }); ok {
+						_ = json.Unmarshal(pl.GetData(), &hash)
+					}
+				}
+			}
+		}
+		existing[s.ID] = hash
+	}
+	var out []change
+	for i := range f.Schedules {
+		e := &f.Schedules[i]
+		h, ok := existing[e.ID]
+		switch {
+		case !ok:
+			out = append(out, change{"create", e.ID, e})
+		case h != e.hash():
+			out = append(out, change{"update", e.ID, e})
+		default:
+			out = append(out, change{"unchanged", e.ID, e})
+		}
+		delete(existing, e.ID)
+	}
+	var gone []string
+	for id := range existing {
+		gone = append(gone, id)
+	}
+	slices.Sort(gone)
+	for _, id := range gone {
+		out = append(out, change{op: "delete", id: id})
+	}
+	return out, nil
+}
+
+func applyChange(ctx context.Context, c client.Client, ch change) error {
+	sc := c.ScheduleClient()
+	switch ch.op {
+	case "create":
+		opts, err := ch.entry.options()
+		if err != nil {
+			return err
+		}
+		_, err = sc.Create(ctx, opts)
+		return err
+	case "update":
+		opts, err := ch.entry.options()
+		if err != nil {
+			return err
+		}
+		return sc.GetHandle(ctx, ch.id).Update(ctx, client.ScheduleUpdateOptions{
+			DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
+				s := in.Description.Schedule
+				s.Spec = &opts.Spec
+				s.Action = opts.Action
+				s.Policy = &client.SchedulePolicies{Overlap: opts.Overlap, CatchupWindow: opts.CatchupWindow, PauseOnFailure: opts.PauseOnFailure}
+				if s.State == nil {
+					s.State = &client.ScheduleState{}
+				}
+				s.State.Note = opts.Note
+				return &client.ScheduleUpdate{Schedule: &s}, nil
+			},
+		})
+	case "delete":
+		return sc.GetHandle(ctx, ch.id).Delete(ctx)
+	}
+	return nil
+}
+
+func newScheduleCommand(logger *slog.Logger) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "schedule",
+		Short: "Nightly and periodic builds as Temporal Schedules",
+		Long: `Manage the Temporal Schedules that start builds, declared in a
+git-versioned YAML file. A schedule starts the Scheduled workflow, which
+resolves the branch head when it fires (unless the template names a commit)
+and runs the Build as build/<branch>/<commit>; with onlyIfChanged it skips a
+commit that was built before.` + temporalEnvHelp,
+		Example: `  kiln schedule apply -f deploy/schedules.yaml --dry-run
+  kiln schedule list
+  kiln schedule trigger nightly-main`,
+	}
+	var file string
+	var dryRun bool
+	apply := &cobra.Command{
+		Use:   "apply",
+		Short: "Converge the server's schedules to a file: create, update, delete",
+		Long: `Converge the server's kiln-managed schedules to the file: create the new
+ones, update the changed ones, delete the ones no longer in the file
+(schedules kiln did not create are never touched). The diff is printed
+first; with --dry-run nothing else happens. Bad entries (a cron that does
+not parse, an unknown time zone or overlap policy, a bad build template) are
+rejected before anything reaches the server. Applying the same file twice
+changes nothing the second time.`,
+		Example: `  kiln schedule apply -f deploy/schedules.yaml --dry-run
+  kiln schedule apply -f deploy/schedules.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := loadSchedules(file)
+			if err != nil {
+				return err
+			}
+			c, err := dialTemporal(logger)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			changes, err := planSchedules(cmd.Context(), c, f)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			marks := map[string]string{"create": "+", "update": "~", "delete": "-", "unchanged": "="}
+			n := 0
+			for _, ch := range changes {
+				fmt.Fprintf(out, "%s %s %s\n", marks[ch.op], ch.op, ch.id)
+				if ch.op != "unchanged" {
+					n++
+				}
+			}
+			if dryRun || n == 0 {
+				fmt.Fprintf(out, "%d changes%s\n", n, map[bool]string{true: " (dry run)", false: ""}[dryRun])
+				return nil
+			}
+			for _, ch := range changes {
+				if err := applyChange(cmd.Context(), c, ch); err != nil {
+					return fmt.Errorf("%s %s: %w", ch.op, ch.id, err)
+				}
+			}
+			fmt.Fprintf(out, "%d changes applied\n", n)
+			return nil
+		},
+	}
+	apply.Flags().StringVarP(&file, "file", "f", "", "schedules file (required)")
+	apply.Flags().BoolVar(&dryRun, "dry-run", false, "print the diff only")
+	_ = apply.MarkFlagRequired("file")
+
+	handle := func(use, short, example string, fn func(ctx context.Context, h client.ScheduleHandle, out io.Writer) error) *cobra.Command {
+		return &cobra.Command{
+			Use: use, Short: short, Example: example, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, err := dialTemporal(logger)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				err = fn(cmd.Context(), c.ScheduleClient().GetHandle(cmd.Context(), args[0]), cmd.OutOrStdout())
+				var nf *serviceerror.NotFound
+				if errors.As(err, &nf) {
+					return fmt.Errorf("no schedule %q; see kiln schedule list", args[0])
+				}
+				return err
+			},
+		}
+	}
+	var from, to string
+	backfill := handle("backfill ID --from TIME --to TIME", "Run the actions a schedule would have taken in a past window",
+		"  kiln schedule backfill nightly-main --from 2026-11-01T00:00:00Z --to 2026-11-03T00:00:00Z",
+		func(ctx context.Context, h client.ScheduleHandle, out io.Writer) error {
+			start, err := time.Parse(time.RFC3339, from)
+			if err != nil {
+				return fmt.Errorf("--from: %w (use RFC 3339, e.g. 2026-11-01T00:00:00Z)", err)
+			}
+			end, err := time.Parse(time.RFC3339, to)
+			if err != nil {
+				return fmt.Errorf("--to: %w", err)
+			}
+			if !end.After(start) {
+				return errors.New("--to must be after --from")
+			}
+			if err := h.Backfill(ctx, client.ScheduleBackfillOptions{Backfill: []client.ScheduleBackfill{{
+				Start: start, End: end, Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_ALLOW_ALL,
+			}}}); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "backfilling %s from %s to %s\n", h.GetID(), start, end)
+			return nil
+		})
+	backfill.Flags().StringVar(&from, "from", "", "start of the window, RFC 3339")
+	backfill.Flags().StringVar(&to, "to", "", "end of the window, RFC 3339")
+	_ = backfill.MarkFlagRequired("from")
+	_ = backfill.MarkFlagRequired("to")
+
+	cmd.AddCommand(apply, newScheduleListCommand(logger),
+		handle("describe ID", "Show a schedule: specs, policies, next and recent actions", "  kiln schedule describe nightly-main",
+			func(ctx context.Context, h client.ScheduleHandle, out io.Writer) error {
+				d, err := h.Describe(ctx)
+				if err != nil {
+					return err
+				}
+				return describeSchedule(out, h.GetID(), d)
+			}),
+		handle("pause ID", "Pause a schedule", "  kiln schedule pause nightly-main",
+			func(ctx context.Context, h client.ScheduleHandle, out io.Writer) error {
+				if err := h.Pause(ctx, client.SchedulePauseOptions{Note: "paused with kiln"}); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "paused %s\n", h.GetID())
+				return nil
+			}),
+		handle("unpause ID", "Unpause a schedule", "  kiln schedule unpause nightly-main",
+			func(ctx context.Context, h client.ScheduleHandle, out io.Writer) error {
+				if err := h.Unpause(ctx, client.ScheduleUnpauseOptions{Note: "unpaused with kiln"}); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "unpaused %s\n", h.GetID())
+				return nil
+			}),
+		handle("trigger ID", "Run a schedule's action now", "  kiln schedule trigger nightly-main",
+			func(ctx context.Context, h client.ScheduleHandle, out io.Writer) error {
+				if err := h.Trigger(ctx, client.ScheduleTriggerOptions{Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_ALLOW_ALL}); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "triggered %s\n", h.GetID())
+				return nil
+			}),
+		backfill,
+		handle("delete ID", "Delete a schedule (apply deletes the ones gone from the file)", "  kiln schedule delete nightly-main",
+			func(ctx context.Context, h client.ScheduleHandle, out io.Writer) error {
+				if err := h.Delete(ctx); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "deleted %s\n", h.GetID())
+				return nil
+			}),
+	)
+	return cmd
+}
+
+func newScheduleListCommand(logger *slog.Logger) *cobra.Command {
+	return &cobra.Command{
+		Use: "list", Short: "List schedules with their next run", Example: "  kiln schedule list", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := dialTemporal(logger)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			it, err := c.ScheduleClient().List(cmd.Context(), client.ScheduleListOptions{PageSize: 100})
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SCHEDULE\tPAUSED\tNEXT\tNOTE")
+			for it.HasNext() {
+				s, err := it.Next()
+				if err != nil {
+					return err
+				}
+				next := "-"
+				if len(s.NextActionTimes) > 0 {
+					next = s.NextActionTimes[0].Local().Format(time.DateTime)
+				}
+				fmt.Fprintf(tw, "%s\t%v\t%s\t%s\n", s.ID, s.Paused, next, s.Note)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func describeSchedule(out io.Writer, id string, d *client.ScheduleDescription) error {
+	s := d.Schedule
+	fmt.Fprintf(out, "schedule %s\n", id)
+	if s.Spec != nil {
+		fmt.Fprintf(out, "  cron:      %v\n  calendars: %d\n  timezone:  %s\n  jitter:    %v\n", s.Spec.CronExpressions, len(s.Spec.Calendars), orDash(s.Spec.TimeZoneName), s.Spec.Jitter)
+	}
+	if s.Policy != nil {
+		fmt.Fprintf(out, "  overlap:   %s\n  catchup:   %v\n  pause on failure: %v\n", strings.TrimPrefix(s.Policy.Overlap.String(), "SCHEDULE_OVERLAP_POLICY_"), s.Policy.CatchupWindow, s.Policy.PauseOnFailure)
+	}
+	if s.State != nil {
+		fmt.Fprintf(out, "  paused:    %v\n  note:      %s\n", s.State.Paused, s.State.Note)
+	}
+	fmt.Fprintf(out, "  actions:   %d taken, %d skipped by overlap\n", d.Info.NumActions, d.Info.NumActionsSkippedOverlap)
+	for _, t := range d.Info.NextActionTimes {
+		fmt.Fprintf(out, "  next:      %s\n", t.Local().Format(time.DateTime))
+	}
+	for _, a := range d.Info.RecentActions {
+		fmt.Fprintf(out, "  recent:    %s  %s\n", a.ScheduleTime.Local().Format(time.DateTime), a.StartWorkflowResult.WorkflowID)
+	}
+	return nil
+}
