@@ -324,8 +324,10 @@ func newListCommand(logger *slog.Logger) *cobra.Command {
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List recent builds",
-		Long:  `List recent builds, newest first, with their state, branch, commit and version.` + temporalEnvHelp,
+		Short: "List recent builds and scheduled runs",
+		Long: `List recent builds and scheduled runs, newest first, with their state,
+branch, commit and version. A scheduled run that skipped its build because
+the branch had not moved says so.` + temporalEnvHelp,
 		Example: `  kiln list
   kiln list --limit 100`,
 		Args: cobra.NoArgs,
@@ -336,7 +338,7 @@ func newListCommand(logger *slog.Logger) *cobra.Command {
 			}
 			defer c.Close()
 			resp, err := c.ListWorkflow(cmd.Context(), &workflowservice.ListWorkflowExecutionsRequest{
-				Query: "WorkflowType = 'Build'", PageSize: int32(limit),
+				Query: "WorkflowType = 'Build' OR WorkflowType = 'Scheduled'", PageSize: int32(limit),
 			})
 			if err != nil {
 				return err
@@ -356,6 +358,9 @@ func newListCommand(logger *slog.Logger) *cobra.Command {
 					return orDash(s)
 				}
 				state := strings.TrimPrefix(e.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_")
+				if skipped := memo(workflows.MemoSkipped); skipped != "-" {
+					state = "Skipped: " + skipped
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.GetExecution().GetWorkflowId(), state,
 					memo(workflows.MemoBranch), memo(workflows.MemoCommit), memo(workflows.MemoVersion),
 					e.GetStartTime().AsTime().Local().Format(time.DateTime))
