@@ -113,9 +113,12 @@ func (r *recorder) phases() []string {
 	return out
 }
 
+// quietLogger keeps the test environment's logs out of the test output.
+var quietLogger = log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4})))
+
 func newEnv(t *testing.T, p workflows.Plan, rec *recorder) *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
-	s.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4}))))
+	s.SetLogger(quietLogger)
 	env := s.NewTestWorkflowEnvironment()
 	env.SetTestTimeout(30 * time.Second)
 	env.RegisterWorkflow(workflows.Build)

@@ -25,17 +25,6 @@ import (
 	"github.com/kiln-build/kiln/workflows"
 )
 
-// BuildID is the workflow ID of a build: build/<branch>/<version>, or
-// build/<branch>/<commit> without a version, so that starting the same
-// build twice attaches to the first.
-func BuildID(in workflows.BuildRequest) string {
-	v := in.Version
-	if v == "" {
-		v = in.Commit
-	}
-	return "build/" + in.Branch + "/" + v
-}
-
 func newRunCommand(logger *slog.Logger) *cobra.Command {
 	var (
 		in         workflows.BuildRequest
@@ -88,7 +77,7 @@ and exits non-zero if the build fails.` + temporalEnvHelp,
 			}
 			defer c.Close()
 			ctx := cmd.Context()
-			id := BuildID(in)
+			id := workflows.BuildID(in)
 			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 				ID:                       id,
 				TaskQueue:                taskQueue,

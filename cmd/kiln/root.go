@@ -37,6 +37,7 @@ EventListener, and scripts that poll tkn. See README.md.`,
 		newFlavoursCommand(),
 		newConfigCommand(),
 		newScheduleCommand(quiet()),
+		newTriggerCommand(quiet()),
 		newVersionCommand(),
 	)
 	return root

@@ -170,3 +170,39 @@ func waitScheduled(t *testing.T, scheduleID string, n int, match func(workflows.
 	}
 	return matched
 }
+
+func TestTriggerQueuesAndCoalesces(t *testing.T) {
+	s := newSuite(t)
+	runWorker(t, buildConfig(t, s.ns, ""), s.queue)
+	repo, commit := gitRepo(t)
+	head := commit()
+	branch := "main" // the repository's branch; build IDs carry the commit
+	args := []string{"trigger", "--repo", repo, "--branch", branch, "--flavour-set", "testing", "--task-queue", s.queue}
+	out := kilnCLI(t, args...)
+	if !strings.Contains(out, "queued build/main/"+head+" on queue/main") {
+		t.Fatalf("trigger:\n%s", out)
+	}
+	kilnCLI(t, args...) // the same commit again: coalesced
+	waitBuild(t, "build/main/"+head)
+	ctx := context.Background()
+	v, err := env.client.QueryWorkflow(ctx, workflows.QueueID(branch), "", workflows.QueryQueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q workflows.QueueState
+	if err := v.Get(&q); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, d := range q.Done {
+		if d == "build/main/"+head {
+			n++
+		}
+	}
+	if n != 1 || len(q.Pending) != 0 {
+		t.Errorf("queue = %+v, want build/main/%s done once", q, head)
+	}
+	if err := env.client.TerminateWorkflow(ctx, workflows.QueueID(branch), "", "test done"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/kiln-build/kiln/activities/git"
+	"github.com/kiln-build/kiln/workflows"
+)
+
+func newTriggerCommand(logger *slog.Logger) *cobra.Command {
+	var (
+		in          workflows.BuildRequest
+		targets     []string
+		taskQueue   string
+		concurrency int
+	)
+	cmd := &cobra.Command{
+		Use:   "trigger",
+		Short: "Queue a manual build on its branch's queue",
+		Long: `Queue a build on the branch's manual-run queue, the long-lived workflow
+queue/<branch>, starting the queue if needed (SignalWithStart). The queue
+runs builds one at a time (or --concurrency at once), in arrival order, and
+coalesces a request for a build that is pending, running or recently done.
+Without --commit, the branch head is resolved from --repo now.
+
+This replaces Tekton Triggers' EventListener, TriggerBinding and
+TriggerTemplate chain.` + temporalEnvHelp,
+		Example: `  kiln trigger --repo https://github.com/gardenlinux/gardenlinux --branch main
+  kiln trigger --repo https://github.com/gardenlinux/gardenlinux --branch main --commit 4f1c2e9 --target build --target tests`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, t := range targets {
+				in.Targets = append(in.Targets, workflows.Target(t))
+			}
+			if in.Commit == "" && in.Repo != "" && in.Branch != "" {
+				head, err := git.Activities{}.ResolveHead(cmd.Context(), git.HeadRequest{Repo: in.Repo, Branch: in.Branch})
+				if err != nil {
+					return fmt.Errorf("resolve the head of %s: %w", in.Branch, err)
+				}
+				in.Commit = head
+			}
+			if err := in.Validate(); err != nil {
+				return fmt.Errorf("invalid build request:\n%w", err)
+			}
+			c, err := dialTemporal(logger)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			qid := workflows.QueueID(in.Branch)
+			run, err := c.SignalWithStartWorkflow(cmd.Context(), qid, workflows.SignalBuild, in,
+				client.StartWorkflowOptions{ID: qid, TaskQueue: taskQueue},
+				"Queue", workflows.QueueInput{Branch: in.Branch, Concurrency: concurrency})
+			if err != nil {
+				return fmt.Errorf("signal %s: %w", qid, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "queued %s on %s (run %s)\nfollow it with: kiln status %s\n",
+				workflows.BuildID(in), qid, run.GetRunID(), workflows.BuildID(in))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&in.Repo, "repo", "", "git URL of the sources (required)")
+	f.StringVar(&in.Branch, "branch", "", "branch (required)")
+	f.StringVar(&in.Commit, "commit", "", "commit (default: the branch head on --repo)")
+	f.StringVar(&in.Version, "version", "", "version")
+	f.StringVar(&in.FlavourSet, "flavour-set", "all", "flavour set from the worker's flavours file")
+	f.StringArrayVar(&targets, "target", nil, "build target, repeatable (default build)")
+	f.StringVar(&taskQueue, "task-queue", workflows.TaskQueue, "task queue of the workers")
+	f.IntVar(&concurrency, "concurrency", 1, "builds the queue runs at once, when this starts it")
+	return cmd
+}
