@@ -38,6 +38,7 @@ EventListener, and scripts that poll tkn. See README.md.`,
 		newConfigCommand(),
 		newScheduleCommand(quiet()),
 		newTriggerCommand(quiet()),
+		newWebhookCommand(quiet()),
 		newVersionCommand(),
 	)
 	return root
