@@ -54,6 +54,9 @@ type Config struct {
 	// silent (a worker killed) before another worker takes over and
 	// re-attaches. Optional: default 1m.
 	HeartbeatTimeout Duration `json:"heartbeatTimeout,omitzero"`
+	// ApprovalTimeout is how long a release build waits for approve or
+	// reject before failing with ApprovalTimeout. Optional: default 72h.
+	ApprovalTimeout Duration `json:"approvalTimeout,omitzero"`
 	// Phases configures each phase's pipeline. A phase left out is skipped.
 	Phases Phases `json:"phases"`
 
@@ -179,7 +182,7 @@ func (c Config) Validate() error {
 // files) and parses the flavour file. It reports every problem at once.
 func (c Config) Plan() (workflows.Plan, *flavour.File, error) {
 	var errs []error
-	p := workflows.Plan{Namespace: c.Namespace, Parallelism: c.Parallelism, DashboardURL: c.DashboardURL, HeartbeatTimeout: c.HeartbeatTimeout.Duration}
+	p := workflows.Plan{Namespace: c.Namespace, Parallelism: c.Parallelism, DashboardURL: c.DashboardURL, HeartbeatTimeout: c.HeartbeatTimeout.Duration, ApprovalTimeout: c.ApprovalTimeout.Duration}
 	if c.HeartbeatTimeout.Duration != 0 && c.HeartbeatTimeout.Duration < 3*time.Second {
 		errs = append(errs, fmt.Errorf("heartbeatTimeout: %v is below 3s; RunPipeline heartbeats at a third of it", c.HeartbeatTimeout.Duration))
 	}

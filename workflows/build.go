@@ -37,6 +37,7 @@ const (
 	// changePublishParallel: the platforms publish in parallel (were one
 	// after another).
 	changePublishParallel = "publish-parallel"
+	// changeApprovalGate (approval.go): release builds wait for approval.
 )
 
 // QueryProgress is the name of the query that returns a build's Progress.
@@ -63,6 +64,9 @@ func Build(ctx workflow.Context, in BuildRequest) (BuildResult, error) {
 	b := &build{in: in, id: workflow.GetInfo(ctx).WorkflowExecution.ID}
 	b.progress.State = StateRunning
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) { return b.progress, nil }); err != nil {
+		return BuildResult{}, err
+	}
+	if err := b.setupApproval(ctx); err != nil {
 		return BuildResult{}, err
 	}
 	if err := workflow.UpsertMemo(ctx, map[string]any{
@@ -136,6 +140,11 @@ func (b *build) run(ctx workflow.Context) error {
 	}
 	if err := b.flavours(ctx); err != nil {
 		return err
+	}
+	if workflow.GetVersion(ctx, changeApprovalGate, workflow.DefaultVersion, 1) == 1 && b.in.Has(TargetRelease) {
+		if err := b.awaitApproval(ctx); err != nil {
+			return err
+		}
 	}
 	return b.publish(ctx)
 }

@@ -77,6 +77,9 @@ type Plan struct {
 	// heartbeat before Temporal retries it on another worker, which
 	// re-attaches to the run. Optional: default 1m.
 	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
+	// ApprovalTimeout is how long a release build waits for approval.
+	// Optional: default 72h.
+	ApprovalTimeout time.Duration `json:"approvalTimeout,omitempty"`
 }
 
 // PlanRequest is the input of the Plan activity.

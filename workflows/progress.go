@@ -21,6 +21,8 @@ type Progress struct {
 	Error    string         `json:"error,omitempty"`
 	Phases   []PhaseState   `json:"phases"`
 	Flavours []FlavourState `json:"flavours,omitempty"`
+	// Approval is the release gate's state, once the build reaches it.
+	Approval *Approval `json:"approval,omitempty"`
 }
 
 // PhaseState is one phase's (or one platform's publish) state.

@@ -172,6 +172,15 @@ func printChanges(out io.Writer, p workflows.Progress, last map[string]string) {
 	for _, ph := range p.Phases {
 		line("phase "+ph.Name, phaseSummary(ph))
 	}
+	if a := p.Approval; a != nil {
+		s := a.State
+		if a.State == workflows.ApprovalWaiting {
+			s += " until " + a.Deadline.Local().Format(time.DateTime) + "  (kiln approve|reject)"
+		} else if a.By != "" {
+			s += " by " + a.By
+		}
+		line("approval", s)
+	}
 	for _, f := range p.Flavours {
 		s := f.State
 		for _, ph := range f.Phases {
@@ -263,6 +272,14 @@ func printProgress(out io.Writer, p workflows.Progress, format string) error {
 	fmt.Fprintf(out, "state: %s\n", p.State)
 	if p.Error != "" {
 		fmt.Fprintf(out, "error: %s\n", p.Error)
+	}
+	if a := p.Approval; a != nil {
+		switch a.State {
+		case workflows.ApprovalWaiting:
+			fmt.Fprintf(out, "approval: waiting since %s, until %s (kiln approve|reject)\n", a.Since.Local().Format(time.DateTime), a.Deadline.Local().Format(time.DateTime))
+		default:
+			fmt.Fprintf(out, "approval: %s by %s at %s %s\n", strings.ToLower(a.State), orDash(a.By), a.At.Local().Format(time.DateTime), a.Comment)
+		}
 	}
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nKIND\tNAME\tSTATE\tPIPELINERUN\tATTEMPT\tDURATION\tDETAIL")

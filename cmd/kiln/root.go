@@ -7,6 +7,8 @@ import (
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/kiln-build/kiln/workflows"
 )
 
 func newRootCommand() *cobra.Command {
@@ -39,6 +41,8 @@ EventListener, and scripts that poll tkn. See README.md.`,
 		newScheduleCommand(quiet()),
 		newTriggerCommand(quiet()),
 		newWebhookCommand(quiet()),
+		newDecisionCommand(quiet(), workflows.UpdateApprove),
+		newDecisionCommand(quiet(), workflows.UpdateReject),
 		newVersionCommand(),
 	)
 	return root
