@@ -57,6 +57,13 @@ type Config struct {
 	// ApprovalTimeout is how long a release build waits for approve or
 	// reject before failing with ApprovalTimeout. Optional: default 72h.
 	ApprovalTimeout Duration `json:"approvalTimeout,omitzero"`
+	// OnFailure is what a build does when a phase or flavour has used all
+	// its attempts, unless the request says: fail (default) or wait for an
+	// operator (kiln retry).
+	OnFailure string `json:"onFailure,omitempty"`
+	// ResumeWindow is how long a failed build waits for an operator.
+	// Optional: default 24h.
+	ResumeWindow Duration `json:"resumeWindow,omitzero"`
 	// Phases configures each phase's pipeline. A phase left out is skipped.
 	Phases Phases `json:"phases"`
 
@@ -182,7 +189,11 @@ func (c Config) Validate() error {
 // files) and parses the flavour file. It reports every problem at once.
 func (c Config) Plan() (workflows.Plan, *flavour.File, error) {
 	var errs []error
-	p := workflows.Plan{Namespace: c.Namespace, Parallelism: c.Parallelism, DashboardURL: c.DashboardURL, HeartbeatTimeout: c.HeartbeatTimeout.Duration, ApprovalTimeout: c.ApprovalTimeout.Duration}
+	p := workflows.Plan{Namespace: c.Namespace, Parallelism: c.Parallelism, DashboardURL: c.DashboardURL, HeartbeatTimeout: c.HeartbeatTimeout.Duration, ApprovalTimeout: c.ApprovalTimeout.Duration,
+		OnFailure: c.OnFailure, ResumeWindow: c.ResumeWindow.Duration}
+	if c.OnFailure != "" && c.OnFailure != workflows.OnFailureFail && c.OnFailure != workflows.OnFailureWait {
+		errs = append(errs, fmt.Errorf("onFailure: %q: want fail or wait", c.OnFailure))
+	}
 	if c.HeartbeatTimeout.Duration != 0 && c.HeartbeatTimeout.Duration < 3*time.Second {
 		errs = append(errs, fmt.Errorf("heartbeatTimeout: %v is below 3s; RunPipeline heartbeats at a third of it", c.HeartbeatTimeout.Duration))
 	}

@@ -69,6 +69,9 @@ func Build(ctx workflow.Context, in BuildRequest) (BuildResult, error) {
 	if err := b.setupApproval(ctx); err != nil {
 		return BuildResult{}, err
 	}
+	if err := b.setupResume(ctx); err != nil {
+		return BuildResult{}, err
+	}
 	if err := workflow.UpsertMemo(ctx, map[string]any{
 		MemoBranch: in.Branch, MemoCommit: in.Commit, MemoVersion: in.Version, MemoFlavourSet: in.FlavourSet,
 	}); err != nil {
@@ -100,6 +103,8 @@ type build struct {
 	plan     Plan
 	progress Progress
 	results  map[string]map[string]string
+	decision *ResumeDecision // the operator's, while the resume gate waits
+	resume   bool            // the resume gate is part of this build (GetVersion)
 }
 
 func (b *build) run(ctx workflow.Context) error {
@@ -177,16 +182,54 @@ func (b *build) phase(ctx workflow.Context, name string, cfg *PipelineConfig) er
 		b.skip(name, "not configured")
 		return nil
 	}
-	res, err := runPhase(ctx, b.state(name), phaseRun{
-		cfg: *cfg, namespace: b.plan.Namespace, key: b.id + "/" + name,
-		labels: map[string]string{labelBuild: labelValue(b.id), labelPhase: name},
-		data:   b.data(flavour.Flavour{}, ""), heartbeat: b.plan.HeartbeatTimeout,
-	})
-	if err != nil {
-		return err
+	for round := 1; ; round++ {
+		res, err := runPhase(ctx, b.state(name), phaseRun{
+			cfg: *cfg, namespace: b.plan.Namespace, key: roundKey(b.id+"/"+name, round),
+			labels: map[string]string{labelBuild: labelValue(b.id), labelPhase: name},
+			data:   b.data(flavour.Flavour{}, ""), heartbeat: b.plan.HeartbeatTimeout,
+		})
+		if err == nil {
+			b.results[name] = resultMap(res)
+			return nil
+		}
+		if !b.waitOnFailure(ctx, err) {
+			return err
+		}
+		if d := b.askOperator(ctx, name, nil, false); d.Action != UpdateRetry {
+			return abortError(name, d, err)
+		}
 	}
-	b.results[name] = resultMap(res)
-	return nil
+}
+
+// roundKey marks the PipelineRun keys of an operator's retry, so a retried
+// phase gets fresh runs while the first round's keys stay as they were.
+func roundKey(key string, round int) string {
+	if round <= 1 {
+		return key
+	}
+	return fmt.Sprintf("%s/r%d", key, round)
+}
+
+// waitOnFailure reports whether the build waits for an operator after err.
+func (b *build) waitOnFailure(ctx workflow.Context, err error) bool {
+	if temporal.IsCanceledError(err) || ctx.Err() != nil || b.onFailure() != OnFailureWait {
+		return false
+	}
+	if !b.resume {
+		b.resume = workflow.GetVersion(ctx, changeResume, workflow.DefaultVersion, 1) == 1
+	}
+	return b.resume
+}
+
+func abortError(what string, d ResumeDecision, cause error) error {
+	msg := fmt.Sprintf("%s failed and was aborted", what)
+	if d.By != "" {
+		msg += " by " + d.By
+	}
+	if d.Reason != "" {
+		msg += ": " + d.Reason
+	}
+	return temporal.NewNonRetryableApplicationError(msg, ErrTypePhaseFailed, cause)
 }
 
 // flavours builds every flavour as a child workflow, at most Parallelism at
@@ -202,13 +245,72 @@ func (b *build) flavours(ctx workflow.Context) error {
 		return nil
 	}
 	st.State, st.Start = StateRunning, workflow.Now(ctx)
+	all := make([]int, len(b.plan.Flavours))
+	for i := range all {
+		all[i] = i
+	}
+	b.runFlavours(ctx, all, 1)
+	for round := 2; ; round++ {
+		st.End = workflow.Now(ctx)
+		if ctx.Err() != nil {
+			st.State = StateCancelled
+			return temporal.NewCanceledError()
+		}
+		var failed []string
+		var failedIdx []int
+		for i, fs := range b.progress.Flavours {
+			if fs.State == StateFailed {
+				failed = append(failed, fs.Name)
+				failedIdx = append(failedIdx, i)
+			}
+		}
+		if len(failed) == 0 {
+			st.State, st.Error = StateSucceeded, ""
+			return nil
+		}
+		st.State = StateFailed
+		st.Error = fmt.Sprintf("%d of %d flavours failed: %s", len(failed), len(b.plan.Flavours), strings.Join(failed, ", "))
+		err := temporal.NewNonRetryableApplicationError(st.Error, ErrTypeFlavoursFailed, nil, failed)
+		if !b.waitOnFailure(ctx, err) {
+			return err
+		}
+		d := b.askOperator(ctx, PhaseImage, failed, !b.in.Has(TargetRelease))
+		switch d.Action {
+		case UpdateSkip:
+			for _, i := range failedIdx {
+				if b.progress.Flavours[i].Name == d.Flavour {
+					fs := &b.progress.Flavours[i]
+					fs.State, fs.Error = StateSkipped, "skipped by "+d.By+" after: "+fs.Error
+				}
+			}
+		case UpdateRetry:
+			var again []int
+			for _, i := range failedIdx {
+				if d.Flavour == "" || b.progress.Flavours[i].Name == d.Flavour {
+					again = append(again, i)
+				}
+			}
+			st.State = StateRunning
+			b.runFlavours(ctx, again, round)
+		default:
+			return abortError("flavours "+strings.Join(failed, ", "), d, err)
+		}
+	}
+}
+
+// runFlavours runs the flavours at the given indexes as child workflows, at
+// most Parallelism at once, and records their outcomes. Round 1 is the
+// first run; later rounds are an operator's retries, with their own child
+// workflow IDs and PipelineRun keys.
+func (b *build) runFlavours(ctx workflow.Context, idx []int, round int) {
 	limit := b.plan.Parallelism
 	if limit <= 0 {
 		limit = 4
 	}
 	sem := workflow.NewBufferedChannel(ctx, limit)
 	wg := workflow.NewWaitGroup(ctx)
-	for i, f := range b.plan.Flavours {
+	for _, i := range idx {
+		f := b.plan.Flavours[i]
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer wg.Done()
@@ -219,15 +321,15 @@ func (b *build) flavours(ctx workflow.Context) error {
 				fs.State = StateCancelled
 				return
 			}
-			fs.State, fs.Start = StateRunning, workflow.Now(ctx)
-			fs.Workflow = b.id + "/flavour/" + f.Name()
+			fs.State, fs.Start, fs.Error = StateRunning, workflow.Now(ctx), ""
+			fs.Workflow = roundKey(b.id+"/flavour/"+f.Name(), round)
 			cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 				WorkflowID:          fs.Workflow,
 				WaitForCancellation: true,
 			})
 			var res FlavourResult
 			err := workflow.ExecuteChildWorkflow(cctx, FlavourBuild, FlavourInput{
-				BuildID: b.id, Request: b.in, Plan: b.plan, Flavour: f, Results: b.results,
+				BuildID: b.id, Request: b.in, Plan: b.plan, Flavour: f, Results: b.results, Round: round,
 			}).Get(ctx, &res)
 			fs.End = workflow.Now(ctx)
 			var appErr *temporal.ApplicationError
@@ -248,24 +350,6 @@ func (b *build) flavours(ctx workflow.Context) error {
 		})
 	}
 	wg.Wait(ctx)
-	st.End = workflow.Now(ctx)
-	if ctx.Err() != nil {
-		st.State = StateCancelled
-		return temporal.NewCanceledError()
-	}
-	var failed []string
-	for _, fs := range b.progress.Flavours {
-		if fs.State == StateFailed {
-			failed = append(failed, fs.Name)
-		}
-	}
-	if len(failed) > 0 {
-		st.State = StateFailed
-		st.Error = fmt.Sprintf("%d of %d flavours failed: %s", len(failed), len(b.plan.Flavours), strings.Join(failed, ", "))
-		return temporal.NewNonRetryableApplicationError(st.Error, ErrTypeFlavoursFailed, nil, failed)
-	}
-	st.State = StateSucceeded
-	return nil
 }
 
 // publish runs the publish pipeline of every platform that has a

@@ -14,6 +14,8 @@ type FlavourInput struct {
 	Plan    Plan                         `json:"plan"`
 	Flavour flavour.Flavour              `json:"flavour"`
 	Results map[string]map[string]string `json:"results,omitempty"`
+	// Round is the operator's retry round; 0 or 1 is the first run.
+	Round int `json:"round,omitempty"`
 }
 
 // FlavourResult is one flavour's outcome. A test failure is recorded here,
@@ -48,7 +50,7 @@ func FlavourBuild(ctx workflow.Context, in FlavourInput) (FlavourResult, error) 
 	}
 	img, err := runPhase(ctx, &res.Phases[0], phaseRun{
 		cfg: *in.Plan.Image, namespace: in.Plan.Namespace,
-		key: in.BuildID + "/" + PhaseImage + "/" + name, labels: labels(PhaseImage), data: data,
+		key: roundKey(in.BuildID+"/"+PhaseImage+"/"+name, in.Round), labels: labels(PhaseImage), data: data,
 		heartbeat: in.Plan.HeartbeatTimeout,
 	})
 	if err != nil {
@@ -78,7 +80,7 @@ func FlavourBuild(ctx workflow.Context, in FlavourInput) (FlavourResult, error) 
 		data.Results = results
 		if _, err := runPhase(ctx, test, phaseRun{
 			cfg: *in.Plan.Test, namespace: in.Plan.Namespace,
-			key: in.BuildID + "/" + PhaseTest + "/" + name, labels: labels(PhaseTest), data: data,
+			key: roundKey(in.BuildID+"/"+PhaseTest+"/"+name, in.Round), labels: labels(PhaseTest), data: data,
 			heartbeat: in.Plan.HeartbeatTimeout,
 		}); err != nil {
 			if temporal.IsCanceledError(err) {

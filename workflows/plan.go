@@ -80,6 +80,11 @@ type Plan struct {
 	// ApprovalTimeout is how long a release build waits for approval.
 	// Optional: default 72h.
 	ApprovalTimeout time.Duration `json:"approvalTimeout,omitempty"`
+	// OnFailure is the default of BuildRequest.OnFailure.
+	OnFailure string `json:"onFailure,omitempty"`
+	// ResumeWindow is how long a failed build waits for an operator.
+	// Optional: default 24h.
+	ResumeWindow time.Duration `json:"resumeWindow,omitempty"`
 }
 
 // PlanRequest is the input of the Plan activity.

@@ -23,6 +23,9 @@ type Progress struct {
 	Flavours []FlavourState `json:"flavours,omitempty"`
 	// Approval is the release gate's state, once the build reaches it.
 	Approval *Approval `json:"approval,omitempty"`
+	// Resume is the operator gate's state, once something failed in a build
+	// that waits on failure.
+	Resume *ResumeState `json:"resume,omitempty"`
 }
 
 // PhaseState is one phase's (or one platform's publish) state.

@@ -71,6 +71,10 @@ type BuildRequest struct {
 	PackagesVersion string `json:"packagesVersion,omitempty"`
 	// Recipients overrides who is notified.
 	Recipients Recipients `json:"recipients,omitzero"`
+	// OnFailure is what the build does when a phase or flavour has used all
+	// its attempts: fail (at once) or wait (for an operator's retry, skip or
+	// abort). Optional: the worker's config, else fail.
+	OnFailure string `json:"onFailure,omitempty"`
 	// Params are free-form values for the pipelines' param templates, as
 	// {{.Params.name}}.
 	Params map[string]string `json:"params,omitempty"`
@@ -106,6 +110,9 @@ func (r BuildRequest) Validate() error {
 			errs = append(errs, fmt.Errorf("flavours[%d]: %s appears twice", i, f.Name()))
 		}
 		seen[f.Name()] = true
+	}
+	if r.OnFailure != "" && r.OnFailure != OnFailureFail && r.OnFailure != OnFailureWait {
+		errs = append(errs, fmt.Errorf("onFailure: %q: want fail or wait", r.OnFailure))
 	}
 	errs = append(errs, ValidateTargets(r.Targets))
 	return errors.Join(errs...)

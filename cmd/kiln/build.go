@@ -115,6 +115,7 @@ and exits non-zero if the build fails.` + temporalEnvHelp,
 	f.StringArrayVar(&in.Recipients.Only, "only", nil, "notify only this address, repeatable")
 	f.StringArrayVar(&in.Recipients.Additional, "additional", nil, "also notify this address, repeatable")
 	f.StringArrayVar(&params, "param", nil, "name=value for the pipelines' {{.Params.name}}, repeatable")
+	f.StringVar(&in.OnFailure, "on-failure", "", "fail, or wait for an operator (kiln retry) when a phase or flavour has used its attempts (default: the worker's config)")
 	f.StringVar(&taskQueue, "task-queue", workflows.TaskQueue, "task queue of the workers")
 	f.BoolVarP(&wait, "wait", "w", false, "follow the build's progress and exit non-zero if it fails")
 	f.DurationVar(&pollPeriod, "poll", time.Second, "how often --wait asks for progress")
@@ -171,6 +172,9 @@ func printChanges(out io.Writer, p workflows.Progress, last map[string]string) {
 	}
 	for _, ph := range p.Phases {
 		line("phase "+ph.Name, phaseSummary(ph))
+	}
+	if r := p.Resume; r != nil && r.Waiting {
+		line("resume", fmt.Sprintf("waiting until %s: %s failed %v  (kiln retry)", r.Deadline.Local().Format(time.DateTime), r.Phase, r.Failed))
 	}
 	if a := p.Approval; a != nil {
 		s := a.State
@@ -272,6 +276,14 @@ func printProgress(out io.Writer, p workflows.Progress, format string) error {
 	fmt.Fprintf(out, "state: %s\n", p.State)
 	if p.Error != "" {
 		fmt.Fprintf(out, "error: %s\n", p.Error)
+	}
+	if r := p.Resume; r != nil {
+		if r.Waiting {
+			fmt.Fprintf(out, "waiting for an operator until %s: %s failed %v (kiln retry)\n", r.Deadline.Local().Format(time.DateTime), r.Phase, r.Failed)
+		}
+		for _, d := range r.Decisions {
+			fmt.Fprintf(out, "decision: %s %s by %s at %s %s\n", d.Action, d.Flavour+d.Phase, orDash(d.By), d.At.Local().Format(time.DateTime), d.Reason)
+		}
 	}
 	if a := p.Approval; a != nil {
 		switch a.State {

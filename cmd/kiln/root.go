@@ -43,6 +43,7 @@ EventListener, and scripts that poll tkn. See README.md.`,
 		newWebhookCommand(quiet()),
 		newDecisionCommand(quiet(), workflows.UpdateApprove),
 		newDecisionCommand(quiet(), workflows.UpdateReject),
+		newRetryCommand(quiet()),
 		newVersionCommand(),
 	)
 	return root
