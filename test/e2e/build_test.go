@@ -164,8 +164,8 @@ func TestBuildElevenFlavours(t *testing.T) {
 		t.Fatalf("build: %v\nprogress: %+v", err, getProgress(t, run))
 	}
 	t.Logf("11-flavour build on the real stack: %v", time.Since(start).Round(time.Millisecond))
-	recordHistory(t, run.GetID(), run.GetRunID(), "build-v1.json")
-	recordHistory(t, run.GetID()+"/flavour/aws-gardener_prod-amd64", "", "flavour-v1.json")
+	recordHistory(t, run.GetID(), run.GetRunID(), "build-v2.json")
+	recordHistory(t, run.GetID()+"/flavour/aws-gardener_prod-amd64", "", "flavour-v2.json")
 	p := res.Progress
 	if p.State != workflows.StateSucceeded || len(p.Flavours) != 11 {
 		t.Fatalf("progress: state %s, %d flavours", p.State, len(p.Flavours))
