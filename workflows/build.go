@@ -82,18 +82,48 @@ func Build(ctx workflow.Context, in BuildRequest) (BuildResult, error) {
 		b.progress.Error = err.Error()
 		return BuildResult{Progress: b.progress}, temporal.NewNonRetryableApplicationError("invalid build request: "+err.Error(), ErrTypeInvalidRequest, nil)
 	}
-	err := b.run(ctx)
+	start := workflow.Now(ctx)
+	notifying := workflow.GetVersion(ctx, changeNotify, workflow.DefaultVersion, 1) == 1
+	runCtx, cancelRun := workflow.WithCancel(ctx)
+	timedOut := false
+	if notifying && b.in.Timeout > 0 {
+		// The build's own deadline is a timer here, so the code below
+		// still runs when it fires.
+		timerCtx, cancelTimer := workflow.WithCancel(ctx)
+		defer cancelTimer()
+		workflow.Go(timerCtx, func(ctx workflow.Context) {
+			if workflow.Sleep(ctx, b.in.Timeout) == nil {
+				timedOut = true
+				cancelRun()
+			}
+		})
+	}
+	// runCtx is not cancelled after run: that would cancel timers the
+	// recorded histories leave pending.
+	err := b.run(runCtx)
+	event := ""
 	switch {
 	case err == nil:
 		b.progress.State = StateSucceeded
+		if b.in.Has(TargetRelease) || b.plan.NotifySuccess {
+			event = EventSucceeded
+		}
+	case timedOut:
+		b.progress.State, b.progress.Error = StateFailed, fmt.Sprintf("the build's deadline (%v) passed", b.in.Timeout)
+		err = temporal.NewNonRetryableApplicationError(b.progress.Error, ErrTypeBuildTimeout, err)
+		event = EventTimedOut
 	case temporal.IsCanceledError(err):
 		b.progress.State = StateCancelled
+		event = EventCancelled
 	default:
 		b.progress.State = StateFailed
 		b.progress.Error = err.Error()
+		event = EventFailed
 	}
-	// Seam for notifications (issue 5): b.progress holds every phase's and
-	// flavour's outcome here, also on failure and cancellation.
+	if notifying && event != "" {
+		// The result stays the build's own, whatever happens to the mail.
+		b.notify(ctx, event, start)
+	}
 	return BuildResult{Progress: b.progress}, err
 }
 

@@ -116,7 +116,7 @@ func (r *recorder) phases() []string {
 // quietLogger keeps the test environment's logs out of the test output.
 var quietLogger = log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4})))
 
-func newEnv(t *testing.T, p workflows.Plan, rec *recorder) *testsuite.TestWorkflowEnvironment {
+func newEnv(t *testing.T, p workflows.Plan, rec *recorder, register ...func(*testsuite.TestWorkflowEnvironment)) *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	s.SetLogger(quietLogger)
 	env := s.NewTestWorkflowEnvironment()
@@ -124,6 +124,9 @@ func newEnv(t *testing.T, p workflows.Plan, rec *recorder) *testsuite.TestWorkfl
 	env.RegisterWorkflow(workflows.Build)
 	env.RegisterWorkflow(workflows.FlavourBuild)
 	env.RegisterActivityWithOptions(plan.New(p, nil).Plan, activity.RegisterOptions{Name: workflows.ActivityPlan})
+	for _, r := range register {
+		r(env)
+	}
 	var a *tekton.Activities
 	env.RegisterActivity(a)
 	rec.inFlight, rec.maxIn = map[string]int{}, map[string]int{}

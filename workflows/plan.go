@@ -80,6 +80,13 @@ type Plan struct {
 	// ApprovalTimeout is how long a release build waits for approval.
 	// Optional: default 72h.
 	ApprovalTimeout time.Duration `json:"approvalTimeout,omitempty"`
+	// Notify is set when the workers can send notifications (config:
+	// smtp); NotifySuccess also mails about successful builds (release
+	// builds always are); NotifyWindow is how long a notification may keep
+	// retrying (default 24h).
+	Notify        bool          `json:"notify,omitempty"`
+	NotifySuccess bool          `json:"notifySuccess,omitempty"`
+	NotifyWindow  time.Duration `json:"notifyWindow,omitempty"`
 	// OnFailure is the default of BuildRequest.OnFailure.
 	OnFailure string `json:"onFailure,omitempty"`
 	// ResumeWindow is how long a failed build waits for an operator.

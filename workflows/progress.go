@@ -26,6 +26,8 @@ type Progress struct {
 	// Resume is the operator gate's state, once something failed in a build
 	// that waits on failure.
 	Resume *ResumeState `json:"resume,omitempty"`
+	// Notification is the outcome of the build's notification, if any.
+	Notification *NotificationState `json:"notification,omitempty"`
 }
 
 // PhaseState is one phase's (or one platform's publish) state.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/kiln-build/kiln/workflows/flavour"
 )
@@ -75,6 +76,13 @@ type BuildRequest struct {
 	// its attempts: fail (at once) or wait (for an operator's retry, skip or
 	// abort). Optional: the worker's config, else fail.
 	OnFailure string `json:"onFailure,omitempty"`
+	// Timeout is the build's own deadline: when it passes, running
+	// pipelines are cancelled, the build fails with BuildTimeout and its
+	// people are notified. Optional: none.
+	Timeout time.Duration `json:"timeout,omitempty"`
+	// ChangedPaths are the paths the build's commits changed (the webhook
+	// fills them from the push); notifications go to their CODEOWNERS.
+	ChangedPaths []string `json:"changedPaths,omitempty"`
 	// Params are free-form values for the pipelines' param templates, as
 	// {{.Params.name}}.
 	Params map[string]string `json:"params,omitempty"`

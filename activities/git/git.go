@@ -52,3 +52,38 @@ func (Activities) ResolveHead(ctx context.Context, in HeadRequest) (string, erro
 	}
 	return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("branch %s not found on %s", in.Branch, in.Repo), ErrTypeNoSuchBranch, nil)
 }
+
+// CodeownersPaths are where GitHub looks for CODEOWNERS, in order.
+var CodeownersPaths = []string{".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS"}
+
+// ReadAtCommit returns the first of paths that exists in the tree of commit
+// on branch, and its content; "" when none does. It fetches the branch's
+// last 50 commits into memory, without a worktree.
+func ReadAtCommit(ctx context.Context, repo, branch, commit string, paths ...string) (string, string, error) {
+	r, err := gogit.CloneContext(ctx, memory.NewStorage(), nil, &gogit.CloneOptions{
+		URL: repo, ReferenceName: plumbing.NewBranchReferenceName(branch), SingleBranch: true, Depth: 50, NoCheckout: true,
+	})
+	if err != nil {
+		return "", "", fmt.Errorf("fetch %s %s: %w", repo, branch, err)
+	}
+	c, err := r.CommitObject(plumbing.NewHash(commit))
+	if err != nil {
+		return "", "", fmt.Errorf("commit %s is not among the last 50 of %s: %w", commit, branch, err)
+	}
+	tree, err := c.Tree()
+	if err != nil {
+		return "", "", err
+	}
+	for _, p := range paths {
+		f, err := tree.File(p)
+		if err != nil {
+			continue
+		}
+		s, err := f.Contents()
+		if err != nil {
+			return "", "", err
+		}
+		return p, s, nil
+	}
+	return "", "", nil
+}

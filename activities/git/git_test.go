@@ -3,6 +3,7 @@ package git
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -46,5 +47,32 @@ func TestResolveHead(t *testing.T) {
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != ErrTypeNoSuchBranch || !appErr.NonRetryable() {
 		t.Errorf("missing branch: %v, want non-retryable %s", err, ErrTypeNoSuchBranch)
+	}
+}
+
+func TestReadAtCommit(t *testing.T) {
+	dir, _ := repo(t)
+	write := func(name, content string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{{"add", "-A"}, {"-c", "user.name=k", "-c", "user.email=k@x", "commit", "-q", "-m", name}} {
+			if out, err := exec.Command("git", append([]string{"-C", dir}, args...)...).CombinedOutput(); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+		}
+		out, _ := exec.Command("git", "-C", dir, "rev-parse", "HEAD").Output()
+		return strings.TrimSpace(string(out))
+	}
+	first := write(".github/CODEOWNERS", "* @first\n")
+	write(".github/CODEOWNERS", "* @second\n")
+	path, content, err := ReadAtCommit(context.Background(), dir, "main", first, CodeownersPaths...)
+	if err != nil || path != ".github/CODEOWNERS" || content != "* @first\n" {
+		t.Errorf("ReadAtCommit = %q, %q, %v; want the first version", path, content, err)
 	}
 }

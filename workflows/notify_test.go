@@ -1,0 +1,145 @@
+package workflows_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/kiln-build/kiln/activities/notify"
+	"github.com/kiln-build/kiln/activities/tekton"
+	"github.com/kiln-build/kiln/workflows"
+)
+
+// notifications records the NotifyBuild activities a build schedules.
+type notifications struct {
+	mu     sync.Mutex
+	events []string
+	states []string
+	fail   error
+}
+
+func (n *notifications) activity(_ context.Context, in notify.NotifyRequest) (notify.NotifyResult, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.events = append(n.events, in.Event)
+	n.states = append(n.states, in.Progress.State)
+	if n.fail != nil {
+		return notify.NotifyResult{}, n.fail
+	}
+	return notify.NotifyResult{MessageID: "<m@kiln>", To: []string{"owner@example.com"}}, nil
+}
+
+func (n *notifications) register(env *testsuite.TestWorkflowEnvironment) {
+	env.RegisterActivityWithOptions(n.activity, activity.RegisterOptions{Name: workflows.ActivityNotifyBuild})
+}
+
+func TestExactlyOneNotificationAndTheErrorIsKept(t *testing.T) {
+	failIn := func(phase string) func(tekton.PipelineRunRequest) error {
+		return func(q tekton.PipelineRunRequest) error {
+			if q.Labels["kiln.dev/phase"] == phase {
+				return failed("Failed")
+			}
+			return nil
+		}
+	}
+	tests := []struct {
+		name      string
+		outcome   func(tekton.PipelineRunRequest) error
+		block     string
+		cancelAt  time.Duration
+		timeout   time.Duration
+		targets   []workflows.Target
+		event     string
+		errType   string
+		mailFails bool
+	}{
+		{name: "base fails", outcome: failIn("base"), event: "Failed", errType: workflows.ErrTypePhaseFailed},
+		{name: "packages fail", outcome: failIn("packages"), event: "Failed", errType: workflows.ErrTypePhaseFailed},
+		{name: "an image fails", outcome: failIn("image"), event: "Failed", errType: workflows.ErrTypeFlavoursFailed},
+		{name: "publish fails", outcome: failIn("publish"), targets: []workflows.Target{"build", "manifest", "publish"}, event: "Failed", errType: workflows.ErrTypePhaseFailed},
+		{name: "cancelled", block: "image", cancelAt: time.Minute, event: "Cancelled"},
+		// The deadline passes while the release waits at its approval gate.
+		{name: "deadline", timeout: 2 * time.Hour, targets: []workflows.Target{"build", "manifest", "freeze-version", "release"}, event: "TimedOut", errType: workflows.ErrTypeBuildTimeout},
+		{name: "mail fails, build error kept", outcome: failIn("base"), event: "Failed", errType: workflows.ErrTypePhaseFailed, mailFails: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{outcome: tt.outcome, block: tt.block}
+			p := testPlan(2)
+			p.Notify = true
+			n := &notifications{}
+			if tt.mailFails {
+				n.fail = temporal.NewNonRetryableApplicationError("550 no such user", notify.ErrTypeMailRejected, nil)
+			}
+			env := newEnv(t, p, rec, n.register)
+			if tt.cancelAt > 0 {
+				go func() {
+					for {
+						rec.mu.Lock()
+						running := rec.inFlight["image"]
+						rec.mu.Unlock()
+						if running > 0 {
+							env.CancelWorkflow()
+							return
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+				}()
+			}
+			in := request(flavours(2), tt.targets...)
+			in.Timeout = tt.timeout
+			env.ExecuteWorkflow(workflows.Build, in)
+			err := env.GetWorkflowError()
+			if tt.errType != "" {
+				var appErr *temporal.ApplicationError
+				if !errors.As(err, &appErr) || appErr.Type() != tt.errType {
+					t.Errorf("build error = %v, want type %s", err, tt.errType)
+				}
+			} else if !temporal.IsCanceledError(err) {
+				t.Errorf("build error = %v, want cancelled", err)
+			}
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			if len(n.events) != 1 || n.events[0] != tt.event {
+				t.Errorf("notifications = %v, want exactly one %s", n.events, tt.event)
+			}
+			pr := progressOf(t, env)
+			want := "Sent"
+			if tt.mailFails {
+				want = "Failed"
+			}
+			if pr.Notification == nil || pr.Notification.State != want || pr.Notification.Event != tt.event {
+				t.Errorf("progress.notification = %+v, want %s %s", pr.Notification, tt.event, want)
+			}
+		})
+	}
+}
+
+func TestSuccessNotifiesOnlyReleases(t *testing.T) {
+	for _, tt := range []struct {
+		targets []workflows.Target
+		want    int
+	}{{nil, 0}, {[]workflows.Target{"build", "manifest", "freeze-version", "release"}, 1}} {
+		rec := &recorder{}
+		p := testPlan(2)
+		p.Notify = true
+		n := &notifications{}
+		env := newEnv(t, p, rec, n.register)
+		if tt.want == 1 {
+			sendUpdate(env, time.Hour, workflows.UpdateApprove, workflows.Decision{By: "a"}, &updateResult{})
+		}
+		env.ExecuteWorkflow(workflows.Build, request(flavours(1), tt.targets...))
+		if err := env.GetWorkflowError(); err != nil {
+			t.Fatal(err)
+		}
+		if len(n.events) != tt.want {
+			t.Errorf("targets %v: %d notifications, want %d", tt.targets, len(n.events), tt.want)
+		}
+	}
+}
