@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kiln-build/kiln/activities/git"
+	"github.com/kiln-build/kiln/activities/notify"
 	"github.com/kiln-build/kiln/activities/tekton"
 	"github.com/kiln-build/kiln/workflows"
 	"github.com/kiln-build/kiln/workflows/flavour"
@@ -64,10 +67,36 @@ type Config struct {
 	// ResumeWindow is how long a failed build waits for an operator.
 	// Optional: default 24h.
 	ResumeWindow Duration `json:"resumeWindow,omitzero"`
+	// Notifications configures mail. Optional: without it, builds do not
+	// notify (and say so in the worker log).
+	Notifications *Notifications `json:"notifications,omitempty"`
 	// Phases configures each phase's pipeline. A phase left out is skipped.
 	Phases Phases `json:"phases"`
 
 	dir string // the config file's directory, for relative paths
+}
+
+// Notifications configures how builds notify their people.
+type Notifications struct {
+	// SMTP is the mail relay. Its password comes from passwordFile or
+	// passwordEnv, never from this file.
+	SMTP notify.SMTPConfig `json:"smtp"`
+	// Handles is a YAML file mapping CODEOWNERS handles (@user, @org/team)
+	// to addresses, relative to the config file.
+	Handles string `json:"handles,omitempty"`
+	// Templates is a directory whose subject.tmpl, mail.txt.tmpl or
+	// mail.html.tmpl override the built-in ones.
+	Templates string `json:"templates,omitempty"`
+	// TemporalURL links a build in the Temporal UI: a template over
+	// .Namespace and .WorkflowID.
+	TemporalURL string `json:"temporalURL,omitempty"`
+	// Namespace is the Temporal namespace for TemporalURL. Optional: default.
+	Namespace string `json:"namespace,omitempty"`
+	// OnSuccess also mails about successful builds (releases always are).
+	OnSuccess bool `json:"onSuccess,omitempty"`
+	// Window is how long a notification keeps retrying while the relay is
+	// down. Optional: 24h.
+	Window Duration `json:"window,omitzero"`
 }
 
 // Phases configures the pipelines of a build's phases.
@@ -191,6 +220,20 @@ func (c Config) Plan() (workflows.Plan, *flavour.File, error) {
 	var errs []error
 	p := workflows.Plan{Namespace: c.Namespace, Parallelism: c.Parallelism, DashboardURL: c.DashboardURL, HeartbeatTimeout: c.HeartbeatTimeout.Duration, ApprovalTimeout: c.ApprovalTimeout.Duration,
 		OnFailure: c.OnFailure, ResumeWindow: c.ResumeWindow.Duration}
+	if n := c.Notifications; n != nil {
+		p.Notify, p.NotifySuccess, p.NotifyWindow = true, n.OnSuccess, n.Window.Duration
+		if err := n.SMTP.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("notifications.%w", err))
+		}
+		if n.Handles != "" {
+			if _, err := c.Handles(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if _, err := notify.LoadTemplates(c.path(n.Templates)); err != nil {
+			errs = append(errs, fmt.Errorf("notifications.templates: %w", err))
+		}
+	}
 	if c.OnFailure != "" && c.OnFailure != workflows.OnFailureFail && c.OnFailure != workflows.OnFailureWait {
 		errs = append(errs, fmt.Errorf("onFailure: %q: want fail or wait", c.OnFailure))
 	}
@@ -304,4 +347,50 @@ func ReadPipelineFile(path string) (*pipelinev1.PipelineSpec, error) {
 		return nil, fmt.Errorf("%s: no tasks", path)
 	}
 	return &spec, nil
+}
+
+// Handles reads the notifications' handles file.
+func (c Config) Handles() (map[string]string, error) {
+	m := map[string]string{}
+	if c.Notifications == nil || c.Notifications.Handles == "" {
+		return m, nil
+	}
+	data, err := os.ReadFile(c.path(c.Notifications.Handles))
+	if err == nil {
+		err = yaml.UnmarshalStrict(data, &m)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("notifications.handles: %w", err)
+	}
+	return m, nil
+}
+
+// NotifyActivities builds the notification activities, or nil when the
+// config has no notifications.
+func (c Config) NotifyActivities() (*notify.Activities, error) {
+	n := c.Notifications
+	if n == nil {
+		return nil, nil
+	}
+	mailer, err := notify.NewMailer(n.SMTP)
+	if err != nil {
+		return nil, fmt.Errorf("notifications.%w", err)
+	}
+	tpl, err := notify.LoadTemplates(c.path(n.Templates))
+	if err != nil {
+		return nil, err
+	}
+	handles, err := c.Handles()
+	if err != nil {
+		return nil, err
+	}
+	ns := n.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	read := func(ctx context.Context, repo, branch, commit string) (string, error) {
+		_, s, err := git.ReadAtCommit(ctx, repo, branch, commit, git.CodeownersPaths...)
+		return s, err
+	}
+	return notify.New(mailer, tpl, read, notify.Options{Handles: handles, TemporalURL: n.TemporalURL, Namespace: ns})
 }

@@ -73,6 +73,15 @@ func Run(ctx context.Context, cfg Config, c client.Client, rc *rest.Config, logg
 		WorkerStopTimeout:                  30 * time.Second,
 	})
 	Register(w, acts, plan.New(p, flavours))
+	notifier, err := cfg.NotifyActivities()
+	if err != nil {
+		return err
+	}
+	if notifier != nil {
+		w.RegisterActivityWithOptions(notifier.NotifyBuild, activity.RegisterOptions{Name: workflows.ActivityNotifyBuild})
+	} else {
+		logger.Warn("notifications are off: the config has no notifications.smtp")
+	}
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
