@@ -80,7 +80,7 @@ type Config struct {
 type Notifications struct {
 	// SMTP is the mail relay. Its password comes from passwordFile or
 	// passwordEnv, never from this file.
-	SMTP notify.SMTPConfig `json:"smtp"`
+	SMTP SMTP `json:"smtp"`
 	// Handles is a YAML file mapping CODEOWNERS handles (@user, @org/team)
 	// to addresses, relative to the config file.
 	Handles string `json:"handles,omitempty"`
@@ -97,6 +97,27 @@ type Notifications struct {
 	// Window is how long a notification keeps retrying while the relay is
 	// down. Optional: 24h.
 	Window Duration `json:"window,omitzero"`
+}
+
+// SMTP is notify.SMTPConfig as the config file writes it.
+type SMTP struct {
+	Host string `json:"host"`
+	// Port. Optional: 465 for implicit TLS, 587 for STARTTLS, 25 for none.
+	Port int `json:"port,omitempty"`
+	// TLS: starttls (default), implicit, starttls-optional, or none (only
+	// for a relay on localhost).
+	TLS          string `json:"tls,omitempty"`
+	Username     string `json:"username,omitempty"`
+	PasswordFile string `json:"passwordFile,omitempty"`
+	PasswordEnv  string `json:"passwordEnv,omitempty"`
+	From         string `json:"from"`
+	// Timeout bounds connecting and each command ("30s").
+	Timeout Duration `json:"timeout,omitzero"`
+}
+
+func (s SMTP) config(c Config) notify.SMTPConfig {
+	return notify.SMTPConfig{Host: s.Host, Port: s.Port, TLS: s.TLS, Username: s.Username,
+		PasswordFile: c.path(s.PasswordFile), PasswordEnv: s.PasswordEnv, From: s.From, Timeout: s.Timeout.Duration}
 }
 
 // Phases configures the pipelines of a build's phases.
@@ -222,7 +243,7 @@ func (c Config) Plan() (workflows.Plan, *flavour.File, error) {
 		OnFailure: c.OnFailure, ResumeWindow: c.ResumeWindow.Duration}
 	if n := c.Notifications; n != nil {
 		p.Notify, p.NotifySuccess, p.NotifyWindow = true, n.OnSuccess, n.Window.Duration
-		if err := n.SMTP.Validate(); err != nil {
+		if err := n.SMTP.config(c).Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("notifications.%w", err))
 		}
 		if n.Handles != "" {
@@ -372,7 +393,7 @@ func (c Config) NotifyActivities() (*notify.Activities, error) {
 	if n == nil {
 		return nil, nil
 	}
-	mailer, err := notify.NewMailer(n.SMTP)
+	mailer, err := notify.NewMailer(n.SMTP.config(c))
 	if err != nil {
 		return nil, fmt.Errorf("notifications.%w", err)
 	}

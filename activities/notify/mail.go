@@ -171,9 +171,34 @@ func classifySend(err error) error {
 	if err == nil {
 		return nil
 	}
-	var se *mail.SendError
-	if errors.As(err, &se) && !se.IsTemp() {
-		return temporal.NewNonRetryableApplicationError("mail rejected: "+err.Error(), ErrTypeMailRejected, err)
+	// go-mail joins the errors of a session; one permanent refusal among
+	// them (5xx, a bad address) makes the whole send permanent.
+	if anyPermanent(err) {
+		return temporal.NewNonRetryableApplicationError("mail rejected: "+err.Error(), ErrTypeMailRejected, nil)
 	}
 	return fmt.Errorf("send mail (will retry): %w", err)
+}
+
+func anyPermanent(err error) bool {
+	if se, ok := err.(*mail.SendError); ok && !se.IsTemp() && !isConnError(se) {
+		return true
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if anyPermanent(e) {
+				return true
+			}
+		}
+	case interface{ Unwrap() error }:
+		return anyPermanent(u.Unwrap())
+	}
+	return false
+}
+
+// isConnError reports a SendError about the connection rather than the
+// mail, which a later attempt may get past.
+func isConnError(se *mail.SendError) bool {
+	var ne net.Error
+	return errors.As(se, &ne)
 }

@@ -27,6 +27,7 @@ type Server struct {
 	msgs   []Message
 	refuse map[string]*smtp.SMTPError
 	s      *smtp.Server
+	ln     net.Listener
 }
 
 // Start serves on addr ("127.0.0.1:0" for any port).
@@ -39,13 +40,17 @@ func Start(addr string) (*Server, error) {
 	s := smtp.NewServer(backend{srv})
 	s.Domain = "localhost"
 	s.AllowInsecureAuth = true
-	srv.s = s
+	srv.s, srv.ln = s, ln
 	go s.Serve(ln)
 	return srv, nil
 }
 
-// Close stops the server.
-func (s *Server) Close() { s.s.Close() }
+// Close stops the server: nothing listens on Addr afterwards. (The
+// listener is closed here too, in case Serve has not registered it yet.)
+func (s *Server) Close() {
+	s.ln.Close()
+	s.s.Close()
+}
 
 // Refuse makes RCPT TO:<addr> fail with code (550: permanent, 450:
 // temporary).

@@ -1,0 +1,234 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	"net"
+	"net/mail"
+	"net/textproto"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kiln-build/kiln/test/smtptest"
+	"github.com/kiln-build/kiln/workflows"
+)
+
+// notifyConfig is a build config whose gcp flavour fails, with mail to the
+// SMTP server at addr.
+func notifyConfig(t *testing.T, ns, addr string) string {
+	t.Helper()
+	path := buildConfig(t, ns, `    labels:
+      kiln.test/outcome: '{{if eq .Flavour.Platform "gcp"}}fail{{else}}ok{{end}}'`)
+	host, port, _ := net.SplitHostPort(addr)
+	handles := filepath.Join(filepath.Dir(path), "handles.yaml")
+	if err := os.WriteFile(handles, []byte("\"@gardenlinux/maintainers\": maintainers@example.com\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fmt.Fprintf(f, `notifications:
+  smtp: {host: %q, port: %s, tls: none, from: kiln@example.com, timeout: 5s}
+  handles: handles.yaml
+  temporalURL: "http://127.0.0.1:8233/namespaces/{{.Namespace}}/workflows/{{.WorkflowID}}"
+`, host, port)
+	return path
+}
+
+// ownedRepo is a git repository whose CODEOWNERS names a team handle.
+func ownedRepo(t *testing.T) (string, string) {
+	dir, commit := gitRepo(t)
+	if err := os.MkdirAll(filepath.Join(dir, ".github"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".github", "CODEOWNERS"), []byte("* @gardenlinux/maintainers\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("git", "-C", dir, "add", "-A").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	return dir, commit()
+}
+
+func failingBuild(t *testing.T, s *suite, repo, commit string) (string, workflows.Progress) {
+	t.Helper()
+	in := gardenRequest(s.ns, "build")
+	in.FlavourSet, in.Repo, in.Branch, in.Commit, in.Version = "testing", repo, "main", commit, s.ns
+	in.Recipients.Additional = []string{"ops@example.com"}
+	run := startBuild(t, s.queue, in)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := run.Get(ctx, nil); err == nil || !strings.Contains(err.Error(), workflows.ErrTypeFlavoursFailed) {
+		t.Fatalf("build error = %v, want %s", err, workflows.ErrTypeFlavoursFailed)
+	}
+	// The result is the build's; the notification's outcome is in progress.
+	return run.GetID(), getProgress(t, run)
+}
+
+func TestFailedBuildMailsItsPeople(t *testing.T) {
+	s := newSuite(t)
+	srv, err := smtptest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	runWorker(t, notifyConfig(t, s.ns, srv.Addr), s.queue)
+	repo, commit := ownedRepo(t)
+	id, p := failingBuild(t, s, repo, commit)
+	if n := p.Notification; n == nil || n.State != "Sent" || n.Event != "Failed" {
+		t.Fatalf("notification = %+v", p.Notification)
+	}
+	msgs := srv.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d mails, want exactly 1", len(msgs))
+	}
+	m := msgs[0]
+	if !slices.Equal(m.To, []string{"maintainers@example.com", "ops@example.com"}) {
+		t.Errorf("recipients = %v, want the CODEOWNERS team (mapped) and the additional address", m.To)
+	}
+	subject, parts := decodeMail(t, m.Data)
+	link := "http://127.0.0.1:8233/namespaces/default/workflows/" + url.PathEscape(id)
+	if !strings.HasPrefix(subject, "[kiln] ❌ Failed: main") {
+		t.Errorf("subject = %q", subject)
+	}
+	for _, ct := range []string{"text/plain", "text/html"} {
+		body, ok := parts[ct]
+		if !ok {
+			t.Errorf("no %s part; parts: %v", ct, parts)
+			continue
+		}
+		for _, want := range []string{"gcp-gardener_prod-amd64", link} {
+			if !strings.Contains(body, want) {
+				t.Errorf("%s part lacks %q:\n%s", ct, want, body)
+			}
+		}
+	}
+}
+
+func TestMailWaitsForTheRelay(t *testing.T) {
+	s := newSuite(t)
+	// Take a port, and leave nothing listening on it.
+	srv, err := smtptest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := srv.Addr
+	srv.Close()
+	runWorker(t, notifyConfig(t, s.ns, addr), s.queue)
+	repo, commit := ownedRepo(t)
+
+	in := gardenRequest(s.ns, "build")
+	in.FlavourSet, in.Repo, in.Branch, in.Commit, in.Version = "testing", repo, "main", commit, s.ns
+	run := startBuild(t, s.queue, in)
+	// The build has failed and is mailing; the relay is down.
+	p := waitProgress(t, run.GetID(), func(p workflows.Progress) bool {
+		return p.Notification != nil
+	})
+	if p.Notification.State != "Sending" {
+		t.Fatalf("notification = %+v, want Sending while the relay is down", p.Notification)
+	}
+	time.Sleep(2 * time.Second) // at least one attempt fails
+	srv, err = smtptest.Start(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := run.Get(ctx, nil); err == nil {
+		t.Fatal("the build succeeded")
+	}
+	if n := getProgress(t, run).Notification; n.State != "Sent" {
+		t.Errorf("notification = %+v", n)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		return len(srv.Messages()) == 1, nil
+	}); err != nil {
+		t.Errorf("%d mails after the relay came back, want 1", len(srv.Messages()))
+	}
+}
+
+func TestPermanentRejectionIsReported(t *testing.T) {
+	s := newSuite(t)
+	srv, err := smtptest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	srv.Refuse("ops@example.com", 550)
+	runWorker(t, notifyConfig(t, s.ns, srv.Addr), s.queue)
+	repo, commit := ownedRepo(t)
+	_, p := failingBuild(t, s, repo, commit)
+	if n := p.Notification; n == nil || n.State != "Failed" || !strings.Contains(n.Error, "mail rejected") {
+		t.Errorf("notification = %+v, want Failed with the rejection", p.Notification)
+	}
+	if len(srv.Messages()) != 0 {
+		t.Errorf("a rejected mail was delivered")
+	}
+}
+
+// decodeMail returns a mail's decoded subject and its parts' decoded bodies
+// by content type.
+func decodeMail(t *testing.T, data []byte) (string, map[string]string) {
+	t.Helper()
+	msg, err := mail.ReadMessage(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject, err := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := map[string]string{}
+	var walk func(ct string, h textproto.MIMEHeader, r io.Reader)
+	walk = func(ct string, h textproto.MIMEHeader, r io.Reader) {
+		mt, params, err := mime.ParseMediaType(ct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(mt, "multipart/") {
+			mr := multipart.NewReader(r, params["boundary"])
+			for {
+				p, err := mr.NextRawPart()
+				if err == io.EOF {
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				walk(p.Header.Get("Content-Type"), p.Header, p)
+			}
+		}
+		switch strings.ToLower(h.Get("Content-Transfer-Encoding")) {
+		case "quoted-printable":
+			r = quotedprintable.NewReader(r)
+		case "base64":
+			r = base64.NewDecoder(base64.StdEncoding, r)
+		}
+		b, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts[mt] = string(b)
+	}
+	walk(msg.Header.Get("Content-Type"), textproto.MIMEHeader(msg.Header), msg.Body)
+	return subject, parts
+}
