@@ -33,6 +33,9 @@ const (
 // changeApprovalGate: release builds wait for approval before publishing.
 const changeApprovalGate = "approval-gate"
 
+// changeApprovalNotify: reaching the gate notifies the build's people.
+const changeApprovalNotify = "approval-notify"
+
 // Decision is the argument of the approve and reject updates.
 type Decision struct {
 	// By names the approver. Required.
@@ -99,6 +102,11 @@ func (b *build) awaitApproval(ctx workflow.Context) error {
 	now := workflow.Now(ctx)
 	b.progress.Approval = &Approval{State: ApprovalWaiting, Since: now, Deadline: now.Add(timeout)}
 	workflow.GetLogger(ctx).Info("waiting for approval", "deadline", b.progress.Approval.Deadline)
+	if workflow.GetVersion(ctx, changeApprovalNotify, workflow.DefaultVersion, 1) == 1 {
+		// Ask the build's people, through the same channel as failures,
+		// without holding the gate while the mail is on its way.
+		workflow.Go(ctx, func(ctx workflow.Context) { b.notify(ctx, EventApprovalRequested, now) })
+	}
 	ok, err := workflow.AwaitWithTimeout(ctx, timeout, func() bool { return b.progress.Approval.State != ApprovalWaiting })
 	if err != nil {
 		return err

@@ -19,6 +19,8 @@ const (
 	EventCancelled = "Cancelled"
 	EventTimedOut  = "TimedOut"
 	EventSucceeded = "Succeeded"
+	// EventApprovalRequested: a release build waits at its approval gate.
+	EventApprovalRequested = "ApprovalRequested"
 )
 
 // ErrTypeBuildTimeout: the build's own deadline (Plan.BuildTimeout) passed.

@@ -63,6 +63,28 @@ type Push struct {
 	Pusher struct {
 		Name string `json:"name"`
 	} `json:"pusher"`
+	Commits []struct {
+		Added    []string `json:"added"`
+		Modified []string `json:"modified"`
+		Removed  []string `json:"removed"`
+	} `json:"commits"`
+}
+
+// changed returns the paths the push's commits touched, without repeats.
+func (p Push) changed() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, c := range p.Commits {
+		for _, list := range [][]string{c.Added, c.Modified, c.Removed} {
+			for _, f := range list {
+				if !seen[f] {
+					seen[f] = true
+					out = append(out, f)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // ErrSignature means the signature header is missing or wrong.
@@ -123,6 +145,8 @@ func (h *Handler) Request(p Push) (workflows.BuildRequest, string) {
 	}
 	in := h.Template
 	in.Repo, in.Commit = p.Repository.CloneURL, p.After
+	// Notifications go to the CODEOWNERS of what the push changed.
+	in.ChangedPaths = p.changed()
 	if branch, ok := strings.CutPrefix(p.Ref, "refs/heads/"); ok {
 		if !matchAny(h.Branches, branch) {
 			return in, "branch " + branch + " matches no pattern"

@@ -129,4 +129,7 @@ func TestRequestFromPush(t *testing.T) {
 	if err := in.Validate(); err != nil {
 		t.Error(err)
 	}
+	if len(in.ChangedPaths) != 1 || in.ChangedPaths[0] != "features/_prod/pkg.include" {
+		t.Errorf("changed paths = %v", in.ChangedPaths)
+	}
 }
