@@ -97,6 +97,21 @@ type Notifications struct {
 	// Window is how long a notification keeps retrying while the relay is
 	// down. Optional: 24h.
 	Window Duration `json:"window,omitzero"`
+	// Chat also posts each notification to a chat webhook.
+	Chat *Chat `json:"chat,omitempty"`
+}
+
+// Chat is the chat webhook: a Slack-compatible or DingTalk payload posted
+// to a URL read from a file or an environment variable (it holds a token).
+type Chat struct {
+	Format  string   `json:"format"`
+	URLFile string   `json:"urlFile,omitempty"`
+	URLEnv  string   `json:"urlEnv,omitempty"`
+	Timeout Duration `json:"timeout,omitzero"`
+}
+
+func (ch *Chat) config(c Config) notify.ChatConfig {
+	return notify.ChatConfig{Format: ch.Format, URLFile: c.path(ch.URLFile), URLEnv: ch.URLEnv, Timeout: ch.Timeout.Duration}
 }
 
 // SMTP is notify.SMTPConfig as the config file writes it.
@@ -243,6 +258,15 @@ func (c Config) Plan() (workflows.Plan, *flavour.File, error) {
 		OnFailure: c.OnFailure, ResumeWindow: c.ResumeWindow.Duration}
 	if n := c.Notifications; n != nil {
 		p.Notify, p.NotifySuccess, p.NotifyWindow = true, n.OnSuccess, n.Window.Duration
+		if n.Chat != nil {
+			p.NotifyChat = true
+			if n.Chat.Format != notify.ChatSlack && n.Chat.Format != notify.ChatDingTalk {
+				errs = append(errs, fmt.Errorf("notifications.chat.format: %q: want slack or dingtalk", n.Chat.Format))
+			}
+			if n.Chat.URLFile == "" && n.Chat.URLEnv == "" {
+				errs = append(errs, errors.New("notifications.chat: urlFile or urlEnv is required (the URL holds a token)"))
+			}
+		}
 		if err := n.SMTP.config(c).Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("notifications.%w", err))
 		}
@@ -413,5 +437,11 @@ func (c Config) NotifyActivities() (*notify.Activities, error) {
 		_, s, err := git.ReadAtCommit(ctx, repo, branch, commit, git.CodeownersPaths...)
 		return s, err
 	}
-	return notify.New(mailer, tpl, read, notify.Options{Handles: handles, TemporalURL: n.TemporalURL, Namespace: ns})
+	opts := notify.Options{Handles: handles, TemporalURL: n.TemporalURL, Namespace: ns}
+	if n.Chat != nil {
+		if opts.Chat, err = notify.NewChat(n.Chat.config(c)); err != nil {
+			return nil, fmt.Errorf("notifications.%w", err)
+		}
+	}
+	return notify.New(mailer, tpl, read, opts)
 }

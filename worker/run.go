@@ -79,6 +79,7 @@ func Run(ctx context.Context, cfg Config, c client.Client, rc *rest.Config, logg
 	}
 	if notifier != nil {
 		w.RegisterActivityWithOptions(notifier.NotifyBuild, activity.RegisterOptions{Name: workflows.ActivityNotifyBuild})
+		w.RegisterActivityWithOptions(notifier.NotifyChat, activity.RegisterOptions{Name: workflows.ActivityNotifyChat})
 	} else {
 		logger.Warn("notifications are off: the config has no notifications.smtp")
 	}

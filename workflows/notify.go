@@ -7,8 +7,15 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// ActivityNotifyBuild is the notification activity (activities/notify).
-const ActivityNotifyBuild = "NotifyBuild"
+// ActivityNotifyBuild and ActivityNotifyChat are the notification
+// activities (activities/notify): mail, and the chat webhook.
+const (
+	ActivityNotifyBuild = "NotifyBuild"
+	ActivityNotifyChat  = "NotifyChat"
+)
+
+// changeNotifyChat: notifications also go to the chat webhook.
+const changeNotifyChat = "notify-chat"
 
 // changeNotify: builds notify at their end, and have a deadline timer.
 const changeNotify = "notify"
@@ -33,6 +40,8 @@ type NotificationState struct {
 	MessageID string   `json:"messageID,omitempty"`
 	To        []string `json:"to,omitempty"`
 	Error     string   `json:"error,omitempty"`
+	// Chat is the chat webhook's outcome: Sent, or the error.
+	Chat string `json:"chat,omitempty"`
 }
 
 // notifyInput mirrors activities/notify.NotifyRequest.
@@ -74,10 +83,21 @@ func (b *build) notify(ctx workflow.Context, event string, start time.Time) {
 	})
 	n := &NotificationState{Event: event, State: "Sending"}
 	b.progress.Notification = n
+	in := notifyInput{Event: event, BuildID: b.id, Request: b.in, Progress: b.progress, Start: start, End: workflow.Now(ctx)}
+	var chat workflow.Future
+	if b.plan.NotifyChat && workflow.GetVersion(ctx, changeNotifyChat, workflow.DefaultVersion, 1) == 1 {
+		chat = workflow.ExecuteActivity(dctx, ActivityNotifyChat, in)
+	}
 	var out notifyOutput
-	err := workflow.ExecuteActivity(dctx, ActivityNotifyBuild, notifyInput{
-		Event: event, BuildID: b.id, Request: b.in, Progress: b.progress, Start: start, End: workflow.Now(ctx),
-	}).Get(dctx, &out)
+	err := workflow.ExecuteActivity(dctx, ActivityNotifyBuild, in).Get(dctx, &out)
+	if chat != nil {
+		if cerr := chat.Get(dctx, nil); cerr != nil {
+			n.Chat = rootMessage(cerr)
+			workflow.GetLogger(ctx).Error("chat notification failed", "event", event, "error", cerr)
+		} else {
+			n.Chat = "Sent"
+		}
+	}
 	if err != nil {
 		n.State, n.Error = "Failed", rootMessage(err)
 		workflow.GetLogger(ctx).Error("notification failed", "event", event, "error", err)

@@ -3,6 +3,7 @@ package workflows_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -150,5 +151,36 @@ func TestSuccessNotifiesOnlyReleases(t *testing.T) {
 		if len(n.events) != tt.want {
 			t.Errorf("targets %v: notifications %v, want %d", tt.targets, n.events, tt.want)
 		}
+	}
+}
+
+func TestChatGoesWithTheMail(t *testing.T) {
+	rec := &recorder{outcome: func(q tekton.PipelineRunRequest) error {
+		if q.Labels["kiln.dev/phase"] == "base" {
+			return failed("Failed")
+		}
+		return nil
+	}}
+	p := testPlan(2)
+	p.Notify, p.NotifyChat = true, true
+	n := &notifications{}
+	var chats []string
+	var mu sync.Mutex
+	env := newEnv(t, p, rec, n.register, func(env *testsuite.TestWorkflowEnvironment) {
+		env.RegisterActivityWithOptions(func(_ context.Context, in notify.NotifyRequest) error {
+			mu.Lock()
+			chats = append(chats, in.Event)
+			mu.Unlock()
+			return temporal.NewNonRetryableApplicationError("chat: 404 Not Found", notify.ErrTypeChatRejected, nil)
+		}, activity.RegisterOptions{Name: workflows.ActivityNotifyChat})
+	})
+	env.ExecuteWorkflow(workflows.Build, request(flavours(1)))
+	var appErr *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != workflows.ErrTypePhaseFailed {
+		t.Fatalf("build error = %v", err)
+	}
+	pr := progressOf(t, env)
+	if len(chats) != 1 || chats[0] != "Failed" || pr.Notification.State != "Sent" || !strings.Contains(pr.Notification.Chat, "404") {
+		t.Errorf("chats %v, notification %+v", chats, pr.Notification)
 	}
 }

@@ -87,6 +87,8 @@ type Plan struct {
 	Notify        bool          `json:"notify,omitempty"`
 	NotifySuccess bool          `json:"notifySuccess,omitempty"`
 	NotifyWindow  time.Duration `json:"notifyWindow,omitempty"`
+	// NotifyChat is set when the workers also post to a chat webhook.
+	NotifyChat bool `json:"notifyChat,omitempty"`
 	// OnFailure is the default of BuildRequest.OnFailure.
 	OnFailure string `json:"onFailure,omitempty"`
 	// ResumeWindow is how long a failed build waits for an operator.

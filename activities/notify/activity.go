@@ -32,6 +32,8 @@ type Options struct {
 	Namespace   string
 	// Domain is the Message-ID's right-hand side. Optional: kiln.local.
 	Domain string
+	// Chat is the second channel, if configured.
+	Chat *Chat
 }
 
 // Activities send kiln's notifications.
@@ -147,4 +149,17 @@ func (a *Activities) message(in NotifyRequest, unresolved []string) Message {
 		}
 	}
 	return m
+}
+
+// NotifyChat posts the same notification to the chat webhook, rendered from
+// the same templates (subject and plain text).
+func (a *Activities) NotifyChat(ctx context.Context, in NotifyRequest) error {
+	if a.opts.Chat == nil {
+		return temporal.NewNonRetryableApplicationError("no chat webhook is configured on this worker (notifications.chat)", ErrTypeChatRejected, nil)
+	}
+	subject, text, _, err := a.templates.Render(a.message(in, nil))
+	if err != nil {
+		return temporal.NewNonRetryableApplicationError("render: "+err.Error(), "TemplateError", err)
+	}
+	return a.opts.Chat.Post(ctx, subject+"\n\n"+text)
 }
