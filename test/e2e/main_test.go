@@ -71,7 +71,7 @@ func run(m *testing.M) (code int, err error) {
 	if err := env.stack.StartTekton(ctx); err != nil {
 		return 1, fmt.Errorf("start Tekton (logs in %s): %w", dir, err)
 	}
-	env.temporal, err = temporaltest.Start(ctx, dir)
+	env.temporal, err = temporaltest.StartWithUI(ctx, dir) // the UI: mails link to it
 	if err != nil {
 		return 1, err
 	}

@@ -12,6 +12,7 @@ import (
 	"mime/multipart"
 	"mime/quotedprintable"
 	"net"
+	"net/http"
 	"net/mail"
 	"net/textproto"
 	"net/url"
@@ -19,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -48,8 +50,8 @@ func notifyConfig(t *testing.T, ns, addr string) string {
 	fmt.Fprintf(f, `notifications:
   smtp: {host: %q, port: %s, tls: none, from: kiln@example.com, timeout: 5s}
   handles: handles.yaml
-  temporalURL: "http://127.0.0.1:8233/namespaces/{{.Namespace}}/workflows/{{.WorkflowID}}"
-`, host, port)
+  temporalURL: "http://%s/namespaces/{{.Namespace}}/workflows/{{.WorkflowID}}"
+`, host, port, uiAddr())
 	return path
 }
 
@@ -105,7 +107,16 @@ func TestFailedBuildMailsItsPeople(t *testing.T) {
 		t.Errorf("recipients = %v, want the CODEOWNERS team (mapped) and the additional address", m.To)
 	}
 	subject, parts := decodeMail(t, m.Data)
-	link := "http://127.0.0.1:8233/namespaces/default/workflows/" + url.PathEscape(id)
+	// The link works: the Temporal UI answers it.
+	defer func() {
+		resp, err := http.Get("http://" + uiAddr() + "/namespaces/default/workflows/" + url.PathEscape(id))
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("GET the mail's Temporal UI link: %v %v", err, resp)
+		} else {
+			resp.Body.Close()
+		}
+	}()
+	link := "http://" + uiAddr() + "/namespaces/default/workflows/" + url.PathEscape(id)
 	if !strings.HasPrefix(subject, "[kiln] ❌ Failed: main") {
 		t.Errorf("subject = %q", subject)
 	}
@@ -231,4 +242,11 @@ func decodeMail(t *testing.T, data []byte) (string, map[string]string) {
 	}
 	walk(msg.Header.Get("Content-Type"), textproto.MIMEHeader(msg.Header), msg.Body)
 	return subject, parts
+}
+
+// uiAddr is where the dev server serves its UI: the frontend's port + 1000.
+func uiAddr() string {
+	host, port, _ := net.SplitHostPort(env.temporal.FrontendHostPort())
+	p, _ := strconv.Atoi(port)
+	return net.JoinHostPort(host, strconv.Itoa(p+1000))
 }
