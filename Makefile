@@ -9,6 +9,7 @@ ETCD_VERSION      := v3.6.16
 KUBE_VERSION      := v1.36.3
 TEKTON_VERSION    := v1.15.1
 KWOK_VERSION      := v0.8.0
+VERSITYGW_VERSION := v1.8.0
 
 TOOLS_CACHE ?= $(HOME)/.cache/kiln/tools
 GO          ?= go
@@ -19,7 +20,7 @@ KUBE_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
 	-X k8s.io/component-base/version.gitMinor=36 \
 	-X k8s.io/component-base/version.gitTreeState=clean
 
-TOOLS := temporal etcd kube-apiserver kube-scheduler tekton-controller kwok
+TOOLS := temporal etcd kube-apiserver kube-scheduler tekton-controller kwok versitygw
 
 # The wrapper modules' builds are keyed by their go.sum's hash, not by file
 # times: a fresh clone then links the cached builds instead of rebuilding.
@@ -46,6 +47,7 @@ $(eval $(call tool-link,kube-apiserver,$(KUBE_KEY)))
 $(eval $(call tool-link,kube-scheduler,$(KUBE_KEY)))
 $(eval $(call tool-link,tekton-controller,$(TEKTON_KEY)))
 $(eval $(call tool-link,kwok,$(KWOK_VERSION)))
+$(eval $(call tool-link,versitygw,$(VERSITYGW_VERSION)))
 
 # Builds write to a temporary name and rename, so an interrupted build never
 # leaves a broken binary in the cache.
@@ -60,6 +62,12 @@ $(TOOLS_CACHE)/kwok-$(KWOK_VERSION):
 	@mkdir -p $(@D)/.gobin-kwok
 	GOBIN=$(@D)/.gobin-kwok $(GO) install -trimpath sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION)
 	mv $(@D)/.gobin-kwok/kwok $@
+
+$(TOOLS_CACHE)/versitygw-$(VERSITYGW_VERSION):
+	@echo ">> building versitygw $(VERSITYGW_VERSION), an S3 server (about 2 min cold)"
+	@mkdir -p $(@D)/.gobin-versitygw
+	GOBIN=$(@D)/.gobin-versitygw $(GO) install -trimpath github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+	mv $(@D)/.gobin-versitygw/versitygw $@
 
 $(TOOLS_CACHE)/etcd-$(ETCD_KEY):
 	@echo ">> building etcd $(ETCD_VERSION) (about 2 min cold)"

@@ -1,0 +1,99 @@
+// Package s3test runs a real S3-compatible server, versitygw with its posix
+// backend (built by `make tools`), on loopback for tests.
+package s3test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/kiln-build/kiln/test/kubestack"
+)
+
+// Server is a running versitygw.
+type Server struct {
+	Endpoint       string
+	Access, Secret string
+	cmd            *exec.Cmd
+}
+
+// Start serves the directory dir/data as S3 on a free loopback port. It
+// returns an error wrapping kubestack.ErrNoTools when bin/versitygw is not
+// built.
+func Start(ctx context.Context, dir string) (*Server, error) {
+	bin, err := kubestack.BinDir()
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(bin, "versitygw")
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("%w: %s is missing", kubestack.ErrNoTools, path)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "versitygw.log"))
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Endpoint: "http://" + addr, Access: "kilntest", Secret: "kilntest-secret"}
+	s.cmd = exec.Command(path, "--access", s.Access, "--secret", s.Secret, "--port", addr, "posix", data)
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return s, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			s.Stop()
+			return nil, fmt.Errorf("versitygw did not listen on %s (log %s)", addr, logf.Name())
+		}
+	}
+}
+
+// Stop ends the server.
+func (s *Server) Stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		s.cmd.Wait()
+	}
+}
+
+// Client returns an SDK client for the server, path-style.
+func (s *Server) Client() *s3.Client {
+	return s3.New(s3.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(s.Endpoint),
+		UsePathStyle: true,
+		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: s.Access, SecretAccessKey: s.Secret}, nil
+		}),
+	})
+}
+
+// Port is the server's port.
+func (s *Server) Port() int {
+	_, p, _ := net.SplitHostPort(s.Endpoint[len("http://"):])
+	n, _ := strconv.Atoi(p)
+	return n
+}
