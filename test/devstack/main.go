@@ -155,6 +155,13 @@ func bridge(ctx context.Context, addr, sock string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s (is another devstack running?): %w", addr, err)
 	}
+	forward(ctx, ln, "unix", sock)
+	return nil
+}
+
+// forward pipes every connection ln accepts to network/target, until ctx
+// ends.
+func forward(ctx context.Context, ln net.Listener, network, target string) {
 	go func() {
 		<-ctx.Done()
 		ln.Close()
@@ -167,16 +174,15 @@ func bridge(ctx context.Context, addr, sock string) error {
 			}
 			go func() {
 				defer c.Close()
-				u, err := net.Dial("unix", sock)
+				t, err := net.Dial(network, target)
 				if err != nil {
 					return
 				}
-				defer u.Close()
-				pipe(c, u)
+				defer t.Close()
+				pipe(c, t)
 			}()
 		}
 	}()
-	return nil
 }
 
 func pipe(a, b net.Conn) {
@@ -259,26 +265,6 @@ func unixProxy(ctx context.Context, sock, target string) error {
 	if err != nil {
 		return err
 	}
-	go func() {
-		<-ctx.Done()
-		ln.Close()
-	}()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				t, err := net.Dial("tcp", target)
-				if err != nil {
-					return
-				}
-				defer t.Close()
-				pipe(c, t)
-			}()
-		}
-	}()
+	forward(ctx, ln, "tcp", target)
 	return nil
 }

@@ -139,6 +139,23 @@ func buildRuns(t *testing.T, ns, buildID string) []pipelinev1.PipelineRun {
 	return l.Items
 }
 
+// waitImageRuns waits until n image PipelineRuns of the build have started.
+func waitImageRuns(t *testing.T, ns, buildID string, n int) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
+		running := 0
+		for _, pr := range buildRuns(t, ns, buildID) {
+			if pr.Labels["kiln.dev/phase"] == workflows.PhaseImage && pr.Status.StartTime != nil {
+				running++
+			}
+		}
+		return running == n, nil
+	})
+	if err != nil {
+		t.Fatalf("image runs did not start: %v", err)
+	}
+}
+
 func getProgress(t *testing.T, run client.WorkflowRun) workflows.Progress {
 	t.Helper()
 	v, err := env.client.QueryWorkflow(context.Background(), run.GetID(), run.GetRunID(), workflows.QueryProgress)
@@ -233,12 +250,8 @@ func TestBuildReportsTheFailedFlavour(t *testing.T) {
 
 func TestWorkerKilledMidBuild(t *testing.T) {
 	s := newSuite(t)
-	bin, err := kubestack.BinDir()
+	kiln, err := kubestack.Tool("kiln")
 	if err != nil {
-		t.Fatal(err)
-	}
-	kiln := filepath.Join(bin, "kiln")
-	if _, err := os.Stat(kiln); err != nil {
 		t.Fatalf("%v: make test builds bin/kiln before this tier", err)
 	}
 	// Every image pod holds until released, so the kill lands while
@@ -277,20 +290,9 @@ func TestWorkerKilledMidBuild(t *testing.T) {
 	run := startBuild(t, s.queue, gardenRequest(s.ns, "build"))
 
 	// Wait until four image PipelineRuns (the parallelism) are running.
+	waitImageRuns(t, s.ns, run.GetID(), 4)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
-		running := 0
-		for _, pr := range buildRuns(t, s.ns, run.GetID()) {
-			if pr.Labels["kiln.dev/phase"] == workflows.PhaseImage && pr.Status.StartTime != nil {
-				running++
-			}
-		}
-		return running == 4, nil
-	})
-	if err != nil {
-		t.Fatalf("image runs did not start: %v", err)
-	}
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -364,18 +366,7 @@ func TestCancelBuildStopsEveryRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// Wait until the four image runs of the first wave are running.
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
-		n := 0
-		for _, pr := range buildRuns(t, s.ns, run.GetID()) {
-			if pr.Labels["kiln.dev/phase"] == workflows.PhaseImage && pr.Status.StartTime != nil {
-				n++
-			}
-		}
-		return n == 4, nil
-	})
-	if err != nil {
-		t.Fatalf("image runs did not start: %v", err)
-	}
+	waitImageRuns(t, s.ns, run.GetID(), 4)
 	if err := env.client.CancelWorkflow(ctx, run.GetID(), run.GetRunID()); err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +378,7 @@ func TestCancelBuildStopsEveryRun(t *testing.T) {
 	}
 	// Nothing is left running: every run kiln started is cancelled by
 	// spec.status, and Tekton has finished it.
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
 		for _, pr := range buildRuns(t, s.ns, run.GetID()) {
 			if !pr.IsDone() {
 				return false, nil

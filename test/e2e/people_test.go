@@ -4,16 +4,12 @@ package e2e
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/kiln-build/kiln/test/kubestack"
 	"github.com/kiln-build/kiln/workflows"
 )
 
@@ -40,14 +36,11 @@ func waitProgress(t *testing.T, id string, cond func(workflows.Progress) bool) w
 // kilnFails runs bin/kiln expecting it to fail, and returns its output.
 func kilnFails(t *testing.T, args ...string) string {
 	t.Helper()
-	bin, _ := kubestack.BinDir()
-	cmd := exec.Command(filepath.Join(bin, "kiln"), args...)
-	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+env.temporal.FrontendHostPort())
-	out, err := cmd.CombinedOutput()
+	out, err := runKiln(t, args...)
 	if err == nil {
 		t.Fatalf("kiln %s succeeded:\n%s", strings.Join(args, " "), out)
 	}
-	return string(out)
+	return out
 }
 
 func TestReleaseApprovedWithTheCLI(t *testing.T) {

@@ -19,20 +19,28 @@ import (
 	"github.com/kiln-build/kiln/workflows"
 )
 
-// kilnCLI runs bin/kiln against the e2e Temporal server.
-func kilnCLI(t *testing.T, args ...string) string {
+// runKiln runs bin/kiln against the e2e Temporal server and returns its
+// output and error.
+func runKiln(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	bin, err := kubestack.BinDir()
+	kiln, err := kubestack.Tool("kiln")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v: make test builds bin/kiln before this tier", err)
 	}
-	cmd := exec.Command(filepath.Join(bin, "kiln"), args...)
+	cmd := exec.Command(kiln, args...)
 	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+env.temporal.FrontendHostPort())
 	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// kilnCLI runs bin/kiln, which must succeed, and returns its output.
+func kilnCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := runKiln(t, args...)
 	if err != nil {
 		t.Fatalf("kiln %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	return string(out)
+	return out
 }
 
 // gitRepo makes a real repository with one commit on main; commit adds one.

@@ -38,6 +38,36 @@ func TektonModuleDir() (string, error) {
 	return dir, nil
 }
 
+// eachModuleObject decodes every YAML document of the files matching
+// pattern into a fresh T and calls fn with it. It fails when no file
+// matches.
+func eachModuleObject[T any](pattern string, fn func(*T) error) error {
+	files, err := filepath.Glob(pattern)
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("no files match %s", pattern)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+		for {
+			obj := new(T)
+			if err := dec.Decode(obj); err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				return fmt.Errorf("%s: %w", f, err)
+			}
+			if err := fn(obj); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // installTektonCRDs installs every CRD in the module's config/300-crds and
 // waits until each is established. The conversion webhook is dropped: kiln
 // speaks tekton.dev/v1 only and the test stack runs no Tekton webhook.
@@ -46,38 +76,24 @@ func installTektonCRDs(ctx context.Context, cfg *rest.Config) error {
 	if err != nil {
 		return err
 	}
-	files, err := filepath.Glob(filepath.Join(mod, "config", "300-crds", "*.yaml"))
-	if err != nil || len(files) == 0 {
-		return fmt.Errorf("no CRDs under %s/config/300-crds", mod)
-	}
 	cs, err := apiextensions.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
 	var names []string
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return err
+	err = eachModuleObject(filepath.Join(mod, "config", "300-crds", "*.yaml"), func(crd *apiextensionsv1.CustomResourceDefinition) error {
+		if crd.Name == "" {
+			return nil
 		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-		for {
-			var crd apiextensionsv1.CustomResourceDefinition
-			if err := dec.Decode(&crd); err != nil {
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				return fmt.Errorf("%s: %w", f, err)
-			}
-			if crd.Name == "" {
-				continue
-			}
-			crd.Spec.Conversion = &apiextensionsv1.CustomResourceConversion{Strategy: apiextensionsv1.NoneConverter}
-			if _, err := cs.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, &crd, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("create CRD %s: %w", crd.Name, err)
-			}
-			names = append(names, crd.Name)
+		crd.Spec.Conversion = &apiextensionsv1.CustomResourceConversion{Strategy: apiextensionsv1.NoneConverter}
+		if _, err := cs.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, crd, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create CRD %s: %w", crd.Name, err)
 		}
+		names = append(names, crd.Name)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

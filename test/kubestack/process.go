@@ -147,8 +147,9 @@ func BinDir() (string, error) {
 	}
 }
 
-// tool returns the path of a built tool, or ErrNoTools naming it.
-func tool(name string) (string, error) {
+// Tool returns the path of a tool built by `make tools`, or an error
+// wrapping ErrNoTools that names it.
+func Tool(name string) (string, error) {
 	dir, err := BinDir()
 	if err != nil {
 		return "", err

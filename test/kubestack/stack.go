@@ -44,11 +44,11 @@ type Stack struct {
 // healthy, and installs Tekton's CRDs. It returns an error wrapping
 // ErrNoTools if the binaries are not built.
 func Start(ctx context.Context, opts Options) (*Stack, error) {
-	etcdBin, err := tool("etcd")
+	etcdBin, err := Tool("etcd")
 	if err != nil {
 		return nil, err
 	}
-	apiBin, err := tool("kube-apiserver")
+	apiBin, err := Tool("kube-apiserver")
 	if err != nil {
 		return nil, err
 	}

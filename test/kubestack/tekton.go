@@ -1,13 +1,11 @@
 package kubestack
 
 import (
-	"bytes"
 	"context"
 	_ "embed" // kwok-tekton-stages.yaml
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -22,7 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"knative.dev/pkg/apis"
 )
@@ -80,15 +77,15 @@ func (s *Stack) StartTekton(ctx context.Context) error {
 	if err := checkIsolated(); err != nil {
 		return err
 	}
-	controllerBin, err := tool("tekton-controller")
+	controllerBin, err := Tool("tekton-controller")
 	if err != nil {
 		return err
 	}
-	schedulerBin, err := tool("kube-scheduler")
+	schedulerBin, err := Tool("kube-scheduler")
 	if err != nil {
 		return err
 	}
-	kwokBin, err := tool("kwok")
+	kwokBin, err := Tool("kwok")
 	if err != nil {
 		return err
 	}
@@ -222,34 +219,16 @@ func createTektonConfig(ctx context.Context, kube kubernetes.Interface) error {
 	if err != nil {
 		return err
 	}
-	files, err := filepath.Glob(filepath.Join(mod, "config", "config-*.yaml"))
-	if err != nil || len(files) == 0 {
-		return fmt.Errorf("no ConfigMaps under %s/config", mod)
-	}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return err
+	return eachModuleObject(filepath.Join(mod, "config", "config-*.yaml"), func(cm *corev1.ConfigMap) error {
+		if cm.Kind != "ConfigMap" || cm.Name == "" {
+			return nil
 		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-		for {
-			var cm corev1.ConfigMap
-			if err := dec.Decode(&cm); err != nil {
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				return fmt.Errorf("%s: %w", f, err)
-			}
-			if cm.Kind != "ConfigMap" || cm.Name == "" {
-				continue
-			}
-			cm.Namespace = TektonNamespace
-			if _, err := kube.CoreV1().ConfigMaps(TektonNamespace).Create(ctx, &cm, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("create ConfigMap %s: %w", cm.Name, err)
-			}
+		cm.Namespace = TektonNamespace
+		if _, err := kube.CoreV1().ConfigMaps(TektonNamespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create ConfigMap %s: %w", cm.Name, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // createFakeNode creates the node kwok plays the kubelet for, with room for

@@ -30,13 +30,9 @@ type Server struct {
 // returns an error wrapping kubestack.ErrNoTools when bin/versitygw is not
 // built.
 func Start(ctx context.Context, dir string) (*Server, error) {
-	bin, err := kubestack.BinDir()
+	path, err := kubestack.Tool("versitygw")
 	if err != nil {
 		return nil, err
-	}
-	path := filepath.Join(bin, "versitygw")
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("%w: %s is missing", kubestack.ErrNoTools, path)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

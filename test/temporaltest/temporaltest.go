@@ -32,13 +32,9 @@ func StartWithUI(ctx context.Context, dir string) (*testsuite.DevServer, error) 
 }
 
 func start(ctx context.Context, dir string, ui bool) (*testsuite.DevServer, error) {
-	bin, err := kubestack.BinDir()
+	path, err := kubestack.Tool("temporal")
 	if err != nil {
 		return nil, err
-	}
-	path := filepath.Join(bin, "temporal")
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("%w: %s is missing", kubestack.ErrNoTools, path)
 	}
 	logf, err := os.Create(filepath.Join(dir, "temporal.log"))
 	if err != nil {
