@@ -56,7 +56,7 @@ func (c SMTPConfig) Validate() error {
 	switch c.TLS {
 	case "", TLSImplicit, TLSStartTLS, TLSOpportunistic:
 	case TLSNone:
-		if c.Host != "localhost" && net.ParseIP(c.Host) == nil || (net.ParseIP(c.Host) != nil && !net.ParseIP(c.Host).IsLoopback()) {
+		if ip := net.ParseIP(c.Host); c.Host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 			errs = append(errs, fmt.Errorf("smtp.tls: none is only allowed for a server on localhost, not %s", c.Host))
 		}
 	default:

@@ -299,17 +299,7 @@ func awaitWithWatcher(b *testing.B, st *kubestack.Stack, n int) figures {
 	}
 	ready.Wait()
 	heap := float64(heapAlloc()-before) / float64(n)
-	time.Sleep(runLifetime)
-	b.StartTimer()
-	began := completeRuns(b, sim.Client, ns, names)
-	done.Wait()
-	b.StopTimer()
-	var f figures
-	f.p50, f.p99 = latencies(began, seen)
-	f.reqs = float64(count.Total()) / float64(n)
-	f.heap = heap
-	deleteNamespace(b, st, ns)
-	return f
+	return measure(b, st, sim, ns, names, heap, count, func() map[string]time.Time { done.Wait(); return seen })
 }
 
 // createBenchRuns creates n PipelineRuns with the given labels and returns
@@ -366,14 +356,23 @@ func awaitByPolling(b *testing.B, st *kubestack.Stack, n int) figures {
 		})
 	}
 	heap := float64(heapAlloc()-before) / float64(n)
+	return measure(b, st, sim, ns, names, heap, count, func() map[string]time.Time { done.Wait(); return seen })
+}
+
+// measure lets the runs live runLifetime, completes them (timed), waits
+// for the waiters with wait, which returns when each saw its run done,
+// and computes the figures: latency per run, requests the waiting side
+// made per run, and the heap per waiter measured by the caller.
+func measure(b *testing.B, st *kubestack.Stack, sim *kubestack.Simulator, ns string, names []string,
+	heap float64, count *kubestack.Counter, wait func() map[string]time.Time) figures {
 	time.Sleep(runLifetime)
 	b.StartTimer()
 	began := completeRuns(b, sim.Client, ns, names)
-	done.Wait()
+	seen := wait()
 	b.StopTimer()
 	var f figures
 	f.p50, f.p99 = latencies(began, seen)
-	f.reqs = float64(count.Total()) / float64(n)
+	f.reqs = float64(count.Total()) / float64(len(names))
 	f.heap = heap
 	deleteNamespace(b, st, ns)
 	return f

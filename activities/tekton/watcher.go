@@ -96,29 +96,10 @@ func (w *Watcher) space(ns string) (*space, error) {
 	if sp, ok := w.spaces[ns]; ok {
 		return sp, nil
 	}
-	selector := func(o *metav1.ListOptions) { o.LabelSelector = ManagedSelector }
 	runs := w.client.TektonV1().PipelineRuns(ns)
 	tasks := w.client.TektonV1().TaskRuns(ns)
-	runInf := cache.NewSharedIndexInformer(listWatch(
-		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			selector(&o)
-			return runs.List(ctx, o)
-		},
-		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			selector(&o)
-			return runs.Watch(ctx, o)
-		},
-	), &pipelinev1.PipelineRun{}, w.resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-	taskInf := cache.NewSharedIndexInformer(listWatch(
-		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			selector(&o)
-			return tasks.List(ctx, o)
-		},
-		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			selector(&o)
-			return tasks.Watch(ctx, o)
-		},
-	), &pipelinev1.TaskRun{}, w.resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	runInf := managedInformer(runs.List, runs.Watch, &pipelinev1.PipelineRun{}, w.resync)
+	taskInf := managedInformer(tasks.List, tasks.Watch, &pipelinev1.TaskRun{}, w.resync)
 	sp := &space{
 		ns:      ns,
 		runs:    listers.NewPipelineRunLister(runInf.GetIndexer()).PipelineRuns(ns),
@@ -316,9 +297,22 @@ type listWatchNoStream struct{ *cache.ListWatch }
 // watch-list for this ListWatch.
 func (listWatchNoStream) IsWatchListSemanticsUnSupported() bool { return true }
 
-func listWatch(
-	list func(context.Context, metav1.ListOptions) (runtime.Object, error),
+// managedInformer is an informer over the objects list and watch return,
+// restricted to ManagedSelector, listing then watching (listWatchNoStream).
+func managedInformer[L runtime.Object](
+	list func(context.Context, metav1.ListOptions) (L, error),
 	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error),
-) cache.ListerWatcher {
-	return listWatchNoStream{&cache.ListWatch{ListWithContextFunc: list, WatchFuncWithContext: watchFn}}
+	obj runtime.Object, resync time.Duration,
+) cache.SharedIndexInformer {
+	lw := listWatchNoStream{&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = ManagedSelector
+			return list(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = ManagedSelector
+			return watchFn(ctx, o)
+		},
+	}}
+	return cache.NewSharedIndexInformer(lw, obj, resync, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 }

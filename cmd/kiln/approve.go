@@ -33,23 +33,13 @@ it with the reason.` + temporalEnvHelp,
 		Example: example,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := dialTemporal(logger)
-			if err != nil {
+			id := args[0]
+			var a workflows.Approval
+			if err := sendUpdate(cmd.Context(), logger, id, update, d, &a); err != nil {
 				return err
 			}
-			defer c.Close()
-			id := args[0]
-			h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
-				WorkflowID: id, UpdateName: update, Args: []any{d}, WaitForStage: client.WorkflowUpdateStageCompleted,
-			})
-			if err == nil {
-				var a workflows.Approval
-				if err = h.Get(cmd.Context(), &a); err == nil {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s: %s by %s at %s\n", id, strings.ToLower(a.State), a.By, a.At.Local().Format("2006-01-02 15:04:05"))
-					return nil
-				}
-			}
-			return explainUpdateError(cmd.Context(), c, id, err)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s by %s at %s\n", id, strings.ToLower(a.State), a.By, a.At.Local().Format("2006-01-02 15:04:05"))
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&d.By, "by", "", "who decides (required)")
@@ -59,6 +49,26 @@ it with the reason.` + temporalEnvHelp,
 		_ = cmd.MarkFlagRequired("reason")
 	}
 	return cmd
+}
+
+// sendUpdate sends the named update with arg to the build, waits until the
+// build has handled it, and decodes its result into result. A refusal is
+// explained with the build's state.
+func sendUpdate(ctx context.Context, logger *slog.Logger, id, name string, arg, result any) error {
+	c, err := dialTemporal(logger)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: id, UpdateName: name, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		if err = h.Get(ctx, result); err == nil {
+			return nil
+		}
+	}
+	return explainUpdateError(ctx, c, id, err)
 }
 
 // explainUpdateError turns a failed update into a message that says what

@@ -55,9 +55,7 @@ and exits non-zero if the build fails.` + temporalEnvHelp,
       --packages-version 1443.0 --param registry=ghcr.io/me`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			for _, t := range targets {
-				in.Targets = append(in.Targets, workflows.Target(t))
-			}
+			in.Targets = targetsOf(targets)
 			for _, p := range params {
 				k, v, ok := strings.Cut(p, "=")
 				if !ok || k == "" {
@@ -120,6 +118,15 @@ and exits non-zero if the build fails.` + temporalEnvHelp,
 	f.BoolVarP(&wait, "wait", "w", false, "follow the build's progress and exit non-zero if it fails")
 	f.DurationVar(&pollPeriod, "poll", time.Second, "how often --wait asks for progress")
 	return cmd
+}
+
+// targetsOf turns --target flags into build targets.
+func targetsOf(names []string) []workflows.Target {
+	var out []workflows.Target
+	for _, n := range names {
+		out = append(out, workflows.Target(n))
+	}
+	return out
 }
 
 // follow prints the build's progress as it changes until it ends.

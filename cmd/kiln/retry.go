@@ -6,7 +6,6 @@ import (
 	"log/slog"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
 
 	"github.com/kiln-build/kiln/workflows"
 )
@@ -45,23 +44,13 @@ PipelineRuns. The decisions are in kiln status.` + temporalEnvHelp,
 			case abort:
 				update = workflows.UpdateAbort
 			}
-			c, err := dialTemporal(logger)
-			if err != nil {
+			id := args[0]
+			var st workflows.ResumeState
+			if err := sendUpdate(cmd.Context(), logger, id, update, d, &st); err != nil {
 				return err
 			}
-			defer c.Close()
-			id := args[0]
-			h, err := c.UpdateWorkflow(cmd.Context(), client.UpdateWorkflowOptions{
-				WorkflowID: id, UpdateName: update, Args: []any{d}, WaitForStage: client.WorkflowUpdateStageCompleted,
-			})
-			if err == nil {
-				var st workflows.ResumeState
-				if err = h.Get(cmd.Context(), &st); err == nil {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s: %s accepted; follow it with kiln status %s\n", id, update, id)
-					return nil
-				}
-			}
-			return explainUpdateError(cmd.Context(), c, id, err)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s accepted; follow it with kiln status %s\n", id, update, id)
+			return nil
 		},
 	}
 	f := cmd.Flags()

@@ -5,9 +5,9 @@ import (
 	"log/slog"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
 
 	"github.com/kiln-build/kiln/activities/git"
+	"github.com/kiln-build/kiln/worker/webhook"
 	"github.com/kiln-build/kiln/workflows"
 )
 
@@ -33,9 +33,7 @@ TriggerTemplate chain.` + temporalEnvHelp,
   kiln trigger --repo https://github.com/gardenlinux/gardenlinux --branch main --commit 4f1c2e9 --target build --target tests`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			for _, t := range targets {
-				in.Targets = append(in.Targets, workflows.Target(t))
-			}
+			in.Targets = targetsOf(targets)
 			if in.Commit == "" && in.Repo != "" && in.Branch != "" {
 				head, err := git.Activities{}.ResolveHead(cmd.Context(), git.HeadRequest{Repo: in.Repo, Branch: in.Branch})
 				if err != nil {
@@ -51,15 +49,11 @@ TriggerTemplate chain.` + temporalEnvHelp,
 				return err
 			}
 			defer c.Close()
-			qid := workflows.QueueID(in.Branch)
-			run, err := c.SignalWithStartWorkflow(cmd.Context(), qid, workflows.SignalBuild, in,
-				client.StartWorkflowOptions{ID: qid, TaskQueue: taskQueue},
-				"Queue", workflows.QueueInput{Branch: in.Branch, Concurrency: concurrency})
+			id, err := webhook.QueueStarter{Client: c, TaskQueue: taskQueue, Concurrency: concurrency}.Start(cmd.Context(), in)
 			if err != nil {
-				return fmt.Errorf("signal %s: %w", qid, err)
+				return fmt.Errorf("signal %s: %w", workflows.QueueID(in.Branch), err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "queued %s on %s (run %s)\nfollow it with: kiln status %s\n",
-				workflows.BuildID(in), qid, run.GetRunID(), workflows.BuildID(in))
+			fmt.Fprintf(cmd.OutOrStdout(), "queued %s on %s\nfollow it with: kiln status %s\n", id, workflows.QueueID(in.Branch), id)
 			return nil
 		},
 	}

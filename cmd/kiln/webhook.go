@@ -54,9 +54,7 @@ secret, "Just the push event".` + temporalEnvHelp,
 				Template: workflows.BuildRequest{FlavourSet: flavourSet},
 				Logger:   slog.New(slog.NewTextHandler(os.Stderr, nil)),
 			}
-			for _, t := range targets {
-				h.Template.Targets = append(h.Template.Targets, workflows.Target(t))
-			}
+			h.Template.Targets = targetsOf(targets)
 			if err := workflows.ValidateTargets(h.Template.Targets); err != nil {
 				return err
 			}

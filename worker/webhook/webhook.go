@@ -244,10 +244,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // QueueStarter queues builds on their branch's Queue workflow with
-// SignalWithStart, as kiln trigger does.
+// SignalWithStart; kiln trigger and kiln webhook both use it.
 type QueueStarter struct {
 	Client    client.Client
 	TaskQueue string
+	// Concurrency is the queue's, if this starts it. Optional: 1.
+	Concurrency int
 }
 
 // Start signals queue/<branch>, starting it if needed, and returns the
@@ -256,7 +258,7 @@ func (q QueueStarter) Start(ctx context.Context, in workflows.BuildRequest) (str
 	qid := workflows.QueueID(in.Branch)
 	_, err := q.Client.SignalWithStartWorkflow(ctx, qid, workflows.SignalBuild, in,
 		client.StartWorkflowOptions{ID: qid, TaskQueue: q.TaskQueue},
-		"Queue", workflows.QueueInput{Branch: in.Branch})
+		"Queue", workflows.QueueInput{Branch: in.Branch, Concurrency: q.Concurrency})
 	if err != nil {
 		return "", err
 	}
