@@ -6,6 +6,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -54,21 +55,44 @@ type File struct {
 	SHA256 string `json:"sha256"`
 }
 
-// Manifest is a flavour's release manifest, as Garden Linux wrote them.
+// Manifest is a flavour's release manifest, with Garden Linux's fields,
+// written as JSON at ManifestKey. Its schema is versioned by SchemaVersion
+// (ManifestSchemaVersion); a reader must refuse a version it does not know.
 type Manifest struct {
-	SchemaVersion   int               `json:"schemaVersion"`
-	Flavour         string            `json:"flavour"`
-	Commit          string            `json:"commit"`
-	Version         string            `json:"version"`
-	Architecture    string            `json:"architecture"`
-	Platform        string            `json:"platform"`
-	Features        []string          `json:"features"`
-	BuildTimestamp  time.Time         `json:"buildTimestamp"`
-	Files           []File            `json:"files"`
-	PublishedImages map[string]any    `json:"publishedImages,omitempty"`
-	TestResult      string            `json:"testResult,omitempty"`
-	Logs            map[string]string `json:"logs,omitempty"`
+	// SchemaVersion is ManifestSchemaVersion when written.
+	SchemaVersion int `json:"schemaVersion"`
+	// BuildID is the ID of the Build workflow that wrote the manifest.
+	BuildID string `json:"buildId,omitempty"`
+	// Flavour is the canonical flavour name, such as aws-gardener_prod-amd64.
+	Flavour string `json:"flavour"`
+	Repo    string `json:"repo,omitempty"`
+	Commit  string `json:"commit"`
+	Version string `json:"version"`
+	// Architecture is amd64 or arm64; Platform is aws, gcp, kvm, …
+	Architecture string `json:"architecture"`
+	Platform     string `json:"platform"`
+	// Features are the flavour's features, sorted, flags like _prod
+	// included.
+	Features []string `json:"features"`
+	// BuildTimestamp is when the flavour's image was built (UTC).
+	BuildTimestamp time.Time `json:"buildTimestamp"`
+	// Files are the promoted artifacts, content-addressed.
+	Files []File `json:"files"`
+	// PublishedImages is the platform's published-image metadata, once
+	// published (activities/publish documents each platform's shape).
+	PublishedImages map[string]any `json:"publishedImages,omitempty"`
+	// TestResult is passed, failed or not-run.
+	TestResult string `json:"testResult,omitempty"`
+	// Logs maps "<phase>/<task>" to the task's archived log (s3:// URI).
+	Logs map[string]string `json:"logs,omitempty"`
 }
+
+// Test results in a Manifest.
+const (
+	TestPassed = "passed"
+	TestFailed = "failed"
+	TestNotRun = "not-run"
+)
 
 // Config says where things are.
 type Config struct {
@@ -76,7 +100,14 @@ type Config struct {
 	ReleaseBucket string
 	// Prefix is prepended to every release key.
 	Prefix string
+	// CopyPartSize is the part size of a multipart server-side copy. An
+	// artifact larger than it is copied in parts (CopyObject takes at most
+	// 5 GiB). Optional: default 1 GiB; S3 needs at least 5 MiB.
+	CopyPartSize int64
 }
+
+// DefaultCopyPartSize is Config.CopyPartSize's default.
+const DefaultCopyPartSize = 1 << 30
 
 // Activities are the storage activities.
 type Activities struct {
@@ -180,16 +211,62 @@ func (a *Activities) Promote(ctx context.Context, in PromoteRequest) (PromoteRes
 		if err != nil && !isNotFound(err) {
 			return res, classify("head "+key, err)
 		}
-		src := a.cfg.StagingBucket + "/" + art.Key
-		if _, err := a.s3.CopyObject(ctx, &s3.CopyObjectInput{
-			Bucket: &a.cfg.ReleaseBucket, Key: &key, CopySource: &src,
-			Metadata: map[string]string{"sha256": strings.ToLower(art.SHA256)},
-		}); err != nil {
+		if err := a.copy(ctx, art, key); err != nil {
 			return res, classify("copy "+art.Key, err)
 		}
 		res.Copied++
 	}
 	return res, nil
+}
+
+// copy copies art from staging to key in the release bucket, server side:
+// in one CopyObject up to the part size, in parts above it.
+func (a *Activities) copy(ctx context.Context, art Artifact, key string) error {
+	src := a.cfg.StagingBucket + "/" + art.Key
+	meta := map[string]string{"sha256": strings.ToLower(art.SHA256)}
+	part := a.cfg.CopyPartSize
+	if part <= 0 {
+		part = DefaultCopyPartSize
+	}
+	if art.Size <= part {
+		_, err := a.s3.CopyObject(ctx, &s3.CopyObjectInput{
+			Bucket: &a.cfg.ReleaseBucket, Key: &key, CopySource: &src, Metadata: meta,
+		})
+		return err
+	}
+	up, err := a.s3.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket: &a.cfg.ReleaseBucket, Key: &key, Metadata: meta,
+	})
+	if err != nil {
+		return err
+	}
+	abort := func(err error) error {
+		// A fresh context: the upload's parts cost storage until aborted.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_, _ = a.s3.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &a.cfg.ReleaseBucket, Key: &key, UploadId: up.UploadId})
+		return err
+	}
+	var parts []types.CompletedPart
+	for n, off := int32(1), int64(0); off < art.Size; n, off = n+1, off+part {
+		end := min(off+part, art.Size) - 1
+		out, err := a.s3.UploadPartCopy(ctx, &s3.UploadPartCopyInput{
+			Bucket: &a.cfg.ReleaseBucket, Key: &key, UploadId: up.UploadId, PartNumber: aws.Int32(n),
+			CopySource: &src, CopySourceRange: aws.String(fmt.Sprintf("bytes=%d-%d", off, end)),
+		})
+		if err != nil {
+			return abort(err)
+		}
+		activity.RecordHeartbeat(ctx, fmt.Sprintf("%s: part %d, %d of %d bytes", art.Name, n, end+1, art.Size))
+		parts = append(parts, types.CompletedPart{ETag: out.CopyPartResult.ETag, PartNumber: aws.Int32(n)})
+	}
+	if _, err := a.s3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket: &a.cfg.ReleaseBucket, Key: &key, UploadId: up.UploadId,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+	}); err != nil {
+		return abort(err)
+	}
+	return nil
 }
 
 // ManifestKey is a flavour's manifest key, as Garden Linux laid them out.
@@ -225,6 +302,9 @@ func (a *Activities) FindManifest(ctx context.Context, in FindManifestRequest) (
 	if err := json.NewDecoder(obj.Body).Decode(&f.Manifest); err != nil {
 		return f, temporal.NewNonRetryableApplicationError(fmt.Sprintf("manifest %s is not valid JSON: %v", f.Key, err), ErrTypeArtifactCorrupt, nil)
 	}
+	if v := f.Manifest.SchemaVersion; v > ManifestSchemaVersion {
+		return f, temporal.NewNonRetryableApplicationError(fmt.Sprintf("manifest %s has schema version %d; this kiln reads up to %d: upgrade the workers", f.Key, v, ManifestSchemaVersion), ErrTypeArtifactCorrupt, nil)
+	}
 	f.Found = true
 	return f, nil
 }
@@ -239,17 +319,75 @@ func (a *Activities) PutManifest(ctx context.Context, m Manifest) (string, error
 	} else if !isNotFound(err) {
 		return "", classify("head "+key, err)
 	}
-	b, err := json.MarshalIndent(m, "", "  ")
+	return key, a.putJSON(ctx, key, m)
+}
+
+// SetPublishedRequest records a flavour's published images in its manifest.
+type SetPublishedRequest struct {
+	// Key is the manifest's key.
+	Key string `json:"key"`
+	// Images is the platform's published-image metadata
+	// (activities/publish's schema for the platform).
+	Images map[string]any `json:"images"`
+}
+
+// SetPublished writes the published-image metadata into the manifest at
+// Key, keeping everything else. Running it again with the same images
+// writes the same manifest.
+func (a *Activities) SetPublished(ctx context.Context, in SetPublishedRequest) error {
+	obj, err := a.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: &a.cfg.ReleaseBucket, Key: &in.Key})
 	if err != nil {
-		return "", err
+		if isNotFound(err) {
+			return temporal.NewNonRetryableApplicationError("manifest "+in.Key+" does not exist", ErrTypeArtifactMissing, nil)
+		}
+		return classify("get "+in.Key, err)
+	}
+	var m Manifest
+	err = json.NewDecoder(obj.Body).Decode(&m)
+	obj.Body.Close()
+	if err != nil {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("manifest %s is not valid JSON: %v", in.Key, err), ErrTypeArtifactCorrupt, nil)
+	}
+	m.PublishedImages = in.Images
+	return a.putJSON(ctx, in.Key, m)
+}
+
+// ManifestSet lists the manifests of one build's flavours.
+type ManifestSet struct {
+	SchemaVersion int    `json:"schemaVersion"`
+	BuildID       string `json:"buildId"`
+	Commit        string `json:"commit"`
+	Version       string `json:"version"`
+	// Manifests maps each flavour to its manifest's key.
+	Manifests map[string]string `json:"manifests"`
+}
+
+// ManifestSetKey is a build's manifest set key.
+func ManifestSetKey(prefix, version, commit string) string {
+	return prefix + "meta/sets/" + version + "-" + commit
+}
+
+// PutManifestSet writes a build's manifest set, replacing one written
+// before for the same version and commit (a re-run lists the same
+// manifests, and more when flavours were added). It returns the key.
+func (a *Activities) PutManifestSet(ctx context.Context, set ManifestSet) (string, error) {
+	set.SchemaVersion = ManifestSchemaVersion
+	key := ManifestSetKey(a.cfg.Prefix, set.Version, set.Commit)
+	return key, a.putJSON(ctx, key, set)
+}
+
+func (a *Activities) putJSON(ctx context.Context, key string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
 	}
 	if _, err := a.s3.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: &a.cfg.ReleaseBucket, Key: &key, Body: strings.NewReader(string(b)),
+		Bucket: &a.cfg.ReleaseBucket, Key: &key, Body: bytes.NewReader(b),
 		ContentType: aws.String("application/json"), ContentLength: aws.Int64(int64(len(b))),
 	}); err != nil {
-		return "", classify("put "+key, err)
+		return classify("put "+key, err)
 	}
-	return key, nil
+	return nil
 }
 
 func isNotFound(err error) bool {

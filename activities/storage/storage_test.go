@@ -5,7 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -125,5 +128,87 @@ func TestCorruptAndMissingArtifacts(t *testing.T) {
 		if !errors.As(err, &appErr) || appErr.Type() != tt.errType || !appErr.NonRetryable() || !strings.Contains(appErr.Error(), tt.art.Key) {
 			t.Errorf("%+v: %v, want non-retryable %s naming the key", tt.art, err, tt.errType)
 		}
+	}
+}
+
+func TestPromoteCopiesLargeArtifactsInParts(t *testing.T) {
+	e := newEnv(t)
+	acts := storage.New(e.s3, storage.Config{StagingBucket: "staging", ReleaseBucket: "releases", Prefix: "gl/", CopyPartSize: 5 << 20})
+	e.ae.RegisterActivity(acts)
+	content := bytes.Repeat([]byte("0123456789abcdef"), 12<<20/16+7) // 12 MiB and a bit: three parts
+	art := e.stage("rootfs.raw", content)
+	var res storage.PromoteResult
+	v, err := e.ae.ExecuteActivity(acts.Promote, storage.PromoteRequest{Artifacts: []storage.Artifact{art}})
+	if err != nil || v.Get(&res) != nil || res.Copied != 1 {
+		t.Fatalf("promote: %v %+v", err, res)
+	}
+	obj, err := e.s3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: strPtr("releases"), Key: &res.Files[0].Key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Body.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, obj.Body); err != nil {
+		t.Fatal(err)
+	}
+	if hex.EncodeToString(h.Sum(nil)) != art.SHA256 {
+		t.Error("the object copied in parts differs from the artifact")
+	}
+	// A verify of the promoted copy agrees, and a second promote copies
+	// nothing.
+	v, _ = e.ae.ExecuteActivity(acts.Promote, storage.PromoteRequest{Artifacts: []storage.Artifact{art}})
+	if v.Get(&res); res.Copied != 0 {
+		t.Errorf("second promote copied %d", res.Copied)
+	}
+}
+
+func TestManifestSetAndPublishedImages(t *testing.T) {
+	e := newEnv(t)
+	m := storage.Manifest{Flavour: "aws-gardener_prod-amd64", Commit: "4f1c2e9", Version: "1443.3", Platform: "aws", TestResult: storage.TestPassed}
+	var key string
+	v, err := e.ae.ExecuteActivity(e.acts.PutManifest, m)
+	if err != nil || v.Get(&key) != nil {
+		t.Fatal(err)
+	}
+	images := map[string]any{"images": []any{map[string]any{"region": "eu-central-1", "imageId": "ami-1", "name": "gl"}}}
+	for range 2 { // idempotent
+		if _, err := e.ae.ExecuteActivity(e.acts.SetPublished, storage.SetPublishedRequest{Key: key, Images: images}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var found storage.Found
+	v, _ = e.ae.ExecuteActivity(e.acts.FindManifest, storage.FindManifestRequest{Flavour: m.Flavour, Version: m.Version, Commit: m.Commit})
+	if v.Get(&found); found.Manifest.TestResult != storage.TestPassed || fmt.Sprint(found.Manifest.PublishedImages) != fmt.Sprint(images) {
+		t.Errorf("manifest after SetPublished = %+v", found.Manifest)
+	}
+	if _, err := e.ae.ExecuteActivity(e.acts.SetPublished, storage.SetPublishedRequest{Key: "gardenlinux/meta/singles/none", Images: images}); err == nil {
+		t.Error("SetPublished on a missing manifest succeeded")
+	}
+	set := storage.ManifestSet{BuildID: "build/main/1443.3", Commit: m.Commit, Version: m.Version, Manifests: map[string]string{m.Flavour: key}}
+	v, err = e.ae.ExecuteActivity(e.acts.PutManifestSet, set)
+	if err != nil || v.Get(&key) != nil || key != "gardenlinux/meta/sets/1443.3-4f1c2e9" {
+		t.Fatalf("set: %v %s", err, key)
+	}
+	obj, err := e.s3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: strPtr("releases"), Key: &key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Body.Close()
+	var got storage.ManifestSet
+	if err := json.NewDecoder(obj.Body).Decode(&got); err != nil || got.SchemaVersion != storage.ManifestSchemaVersion || got.Manifests[m.Flavour] == "" {
+		t.Errorf("set = %+v, %v", got, err)
+	}
+}
+
+func TestManifestOfANewerSchemaIsRefused(t *testing.T) {
+	e := newEnv(t)
+	key := "gardenlinux/meta/singles/kvm-amd64-1.0-abc"
+	body := `{"schemaVersion": 2, "flavour": "kvm-amd64"}`
+	if _, err := e.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: strPtr("releases"), Key: &key, Body: strings.NewReader(body)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.ae.ExecuteActivity(e.acts.FindManifest, storage.FindManifestRequest{Flavour: "kvm-amd64", Version: "1.0", Commit: "abc"})
+	if err == nil || !strings.Contains(err.Error(), "schema version 2") {
+		t.Errorf("error = %v, want a refusal naming the version", err)
 	}
 }
