@@ -118,7 +118,7 @@ func (a *Activities) RunPipeline(ctx context.Context, in PipelineRunRequest) (Pi
 	var last Progress
 	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &last) == nil && last.PipelineRun != "" {
 		pr.Name = last.PipelineRun
-		if err := a.reattach(ctx, pr); err != nil {
+		if _, err := a.reattach(ctx, pr); err != nil {
 			return PipelineRunResult{}, err
 		}
 		adopted = true
@@ -135,38 +135,77 @@ func (a *Activities) RunPipeline(ctx context.Context, in PipelineRunRequest) (Pi
 }
 
 // create creates pr; on AlreadyExists it adopts the existing run if it is
-// this request's, and reports adopted.
+// this request's, and reports adopted. A run that an earlier execution of
+// the workflow left failed or cancelled is replaced instead: a first
+// attempt cannot have created it, and adopting it would repeat the old
+// failure rather than run the pipeline again.
 func (a *Activities) create(ctx context.Context, pr *pipelinev1.PipelineRun) (adopted bool, err error) {
-	_, err = a.client.TektonV1().PipelineRuns(pr.Namespace).Create(ctx, pr, metav1.CreateOptions{})
-	switch {
-	case err == nil:
-		return false, nil
-	case apierrors.IsAlreadyExists(err):
-		return true, a.reattach(ctx, pr)
-	default:
-		return false, classify(fmt.Sprintf("create pipelinerun %s/%s", pr.Namespace, pr.Name), err)
+	runs := a.client.TektonV1().PipelineRuns(pr.Namespace)
+	for {
+		_, err = runs.Create(ctx, pr, metav1.CreateOptions{})
+		switch {
+		case err == nil:
+			return false, nil
+		case !apierrors.IsAlreadyExists(err):
+			return false, classify(fmt.Sprintf("create pipelinerun %s/%s", pr.Namespace, pr.Name), err)
+		}
+		existing, err := a.reattach(ctx, pr)
+		if err != nil || !existing.IsDone() || existing.IsSuccessful() || activity.GetInfo(ctx).Attempt > 1 {
+			return true, err
+		}
+		activity.GetLogger(ctx).Info("replacing the pipelinerun an earlier execution left failed", "namespace", pr.Namespace, "pipelinerun", pr.Name)
+		if err := a.remove(ctx, existing); err != nil {
+			return false, err
+		}
 	}
 }
 
-// reattach checks that the existing run named like pr is pr's request.
-func (a *Activities) reattach(ctx context.Context, pr *pipelinev1.PipelineRun) error {
+// remove deletes the run and waits until it is gone, so that its name is
+// free again.
+func (a *Activities) remove(ctx context.Context, pr *pipelinev1.PipelineRun) error {
+	runs := a.client.TektonV1().PipelineRuns(pr.Namespace)
+	op := fmt.Sprintf("delete pipelinerun %s/%s", pr.Namespace, pr.Name)
+	err := runs.Delete(ctx, pr.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &pr.UID}})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return classify(op, err)
+	}
+	for delay := 50 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
+		got, err := runs.Get(ctx, pr.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err), err == nil && got.UID != pr.UID:
+			return nil
+		case err != nil:
+			return classify(op, err)
+		}
+		activity.RecordHeartbeat(ctx, Progress{Namespace: pr.Namespace, Reason: "waiting for the old run to be deleted"})
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
+// reattach checks that the existing run named like pr is pr's request, and
+// returns it.
+func (a *Activities) reattach(ctx context.Context, pr *pipelinev1.PipelineRun) (*pipelinev1.PipelineRun, error) {
 	existing, err := a.client.TektonV1().PipelineRuns(pr.Namespace).Get(ctx, pr.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return temporal.NewNonRetryableApplicationError(
+		return nil, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("pipelinerun %s/%s, created by an earlier attempt, no longer exists: it was deleted outside kiln; start the phase again with a new attempt", pr.Namespace, pr.Name),
 			ErrTypeDeleted, nil)
 	}
 	if err != nil {
-		return classify(fmt.Sprintf("get pipelinerun %s/%s", pr.Namespace, pr.Name), err)
+		return nil, classify(fmt.Sprintf("get pipelinerun %s/%s", pr.Namespace, pr.Name), err)
 	}
 	for _, k := range []string{LabelManagedBy, LabelKey, LabelSpec} {
 		if got, want := existing.Labels[k], pr.Labels[k]; got != want {
-			return temporal.NewNonRetryableApplicationError(
+			return nil, temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("pipelinerun %s/%s exists but is not this request's: label %s is %q, want %q; delete it or change the request key", pr.Namespace, pr.Name, k, got, want),
 				ErrTypeConflict, nil)
 		}
 	}
-	return nil
+	return existing, nil
 }
 
 // await waits for the run through the Watcher until it is done or ctx ends.

@@ -334,6 +334,38 @@ func TestAlreadyExistsAdoptsSameRequest(t *testing.T) {
 	}
 }
 
+func TestFailedRunOfAnEarlierExecutionIsReplaced(t *testing.T) {
+	h := newHarness(t, tekton.Options{})
+	in := h.request("build/main/1.0/image/aws-amd64/a1")
+	name := tekton.RunName(in.Key)
+	out := h.start(in, nil)
+	old := h.created(name)
+	h.set(name, kubestack.Run{Status: corev1.ConditionFalse, Reason: "Failed", Message: "Tasks Completed: 1 (Failed: 1)"})
+	if o := h.wait(out); o.err == nil {
+		t.Fatal("the first run did not fail")
+	}
+	// The build runs again (a new execution of the same workflow ID): the
+	// first attempt of the same key must run the pipeline again, not
+	// repeat the old failure.
+	out = h.start(in, nil)
+	var fresh *pipelinev1.PipelineRun
+	deadline := time.Now().Add(time.Minute)
+	for fresh == nil || fresh.UID == old.UID {
+		if time.Now().After(deadline) {
+			t.Fatal("the failed run was not replaced")
+		}
+		time.Sleep(20 * time.Millisecond)
+		fresh, _ = h.sim.Client.TektonV1().PipelineRuns(h.ns).Get(h.ctx(), name, metav1.GetOptions{})
+	}
+	h.set(name, succeeded)
+	if o := h.wait(out); o.err != nil || o.res.Adopted {
+		t.Fatalf("re-run: %v, adopted %v; want a fresh run that succeeds", o.err, o.res.Adopted)
+	}
+	if n := len(h.runs()); n != 1 {
+		t.Errorf("%d pipelineruns, want 1", n)
+	}
+}
+
 func TestAlreadyExistsRefusesForeignRun(t *testing.T) {
 	h := newHarness(t, tekton.Options{})
 	in := h.request("foreign")
