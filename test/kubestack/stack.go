@@ -2,9 +2,16 @@ package kubestack
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -62,6 +69,9 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	if err := writeCerts(s.dir); err != nil {
 		return nil, fmt.Errorf("write certificates: %w", err)
 	}
+	if err := writeKubeletCert(s.dir); err != nil {
+		return nil, fmt.Errorf("write kubelet certificate: %w", err)
+	}
 	tok := make([]byte, 16)
 	if _, err := rand.Read(tok); err != nil {
 		return nil, err
@@ -117,6 +127,11 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 			// Pods need no token volume and no pre-made ServiceAccount.
 			"--disable-admission-plugins=ServiceAccount",
 			"--allow-privileged=true",
+			// pods/log, exec and port-forward reach kwok, the fake kubelet, at
+			// the node's InternalIP (127.0.0.1; its Hostname resolves nowhere)
+			// and verify its serving certificate.
+			"--kubelet-preferred-address-types=InternalIP",
+			"--kubelet-certificate-authority=" + s.path(kubeletCert),
 			"--v=0",
 		}, opts.APIServerArgs...),
 	}
@@ -219,4 +234,41 @@ func (s *Stack) Stop() {
 	}
 	s.apiserver.stop(10 * time.Second)
 	s.etcd.stop(5 * time.Second)
+}
+
+// The fake kubelet's serving certificate and key in the stack's directory.
+const kubeletCert, kubeletKey = "kubelet.crt", "kubelet.key"
+
+// writeKubeletCert writes a self-signed serving certificate for 127.0.0.1
+// that kwok serves the kubelet API with and the kube-apiserver trusts as its
+// kubelet certificate authority.
+func writeKubeletCert(dir string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "kiln-test-kubelet"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		IsCA:                  true, // its own authority
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, kubeletCert), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, kubeletKey), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
 }

@@ -1,25 +1,35 @@
 package kubestack
 
 import (
+	"bufio"
 	"context"
 	_ "embed" // kwok-tekton-stages.yaml
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextensions "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"knative.dev/pkg/apis"
 )
@@ -68,11 +78,14 @@ var kwokTektonStages []byte
 // StartTekton starts the real Tekton controller, kube-scheduler and kwok
 // against a started Stack, so that a PipelineRun in a namespace prepared with
 // PrepareNamespace is reconciled into TaskRuns and Pods, kwok completes the
-// pods on a fake node, and the run finishes. It returns once a probe
-// PipelineRun in TektonNamespace has succeeded. It must be called at most
-// once, inside a private network namespace (else ErrNotIsolated). It returns
-// an error wrapping ErrNoTools if the binaries are not built. Stop ends the
-// processes, also those left by a failed call.
+// pods on a fake node, and the run finishes. kwok also serves the kubelet API
+// for the node, so the API server's pods/log works: every container logs
+// DefaultPodLog unless ServePodLogs names a file for it. It returns once a
+// probe PipelineRun in TektonNamespace has succeeded and its log reads
+// through pods/log. It must be called at most once, inside a private network
+// namespace (else ErrNotIsolated). It returns an error wrapping ErrNoTools if
+// the binaries are not built. Stop ends the processes, also those left by a
+// failed call.
 func (s *Stack) StartTekton(ctx context.Context) error {
 	if err := checkIsolated(); err != nil {
 		return err
@@ -102,11 +115,22 @@ func (s *Stack) StartTekton(ctx context.Context) error {
 	if err := createFakeNode(ctx, kube); err != nil {
 		return fmt.Errorf("create node %s: %w", fakeNodeName, err)
 	}
-	stages, err := s.kwokStages()
+	mod, err := kwokModuleDir()
 	if err != nil {
 		return err
 	}
+	stages, err := s.kwokStages(mod)
+	if err != nil {
+		return err
+	}
+	if err := s.prepareKwokLogs(ctx, mod); err != nil {
+		return fmt.Errorf("prepare kwok's logs: %w", err)
+	}
 	schedulerPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	kubeletPort, err := freePort()
 	if err != nil {
 		return err
 	}
@@ -117,6 +141,17 @@ func (s *Stack) StartTekton(ctx context.Context) error {
 		"--manage-nodes-with-annotation-selector=" + kwokNodeKey + "=" + kwokNodeValue,
 		"--node-ip=127.0.0.1",
 		"--cidr=10.244.0.0/16",
+		// kwok's kubelet API: node-initialize writes the port into the
+		// node's status.daemonEndpoints, where the kube-apiserver looks
+		// for it, and kwok serves it, with the certificate the
+		// kube-apiserver trusts, on loopback only.
+		"--node-port=" + strconv.Itoa(kubeletPort),
+		"--server-address=127.0.0.1:" + strconv.Itoa(kubeletPort),
+		"--tls-cert-file=" + s.path(kubeletCert),
+		"--tls-private-key-file=" + s.path(kubeletKey),
+		// Which file serves a container's log comes from Logs and
+		// ClusterLogs objects in the cluster (see ServePodLogs).
+		"--enable-crds=" + kwokLogsKind + "," + kwokClusterLogsKind,
 	}
 	for _, f := range stages {
 		kwokArgs = append(kwokArgs, "--config="+f)
@@ -172,6 +207,9 @@ func (s *Stack) StartTekton(ctx context.Context) error {
 	}
 	if err := s.probeTekton(ctx); err != nil {
 		return fmt.Errorf("tekton tier not ready (logs in %s): %w", s.dir, err)
+	}
+	if err := s.probeLogs(ctx); err != nil {
+		return fmt.Errorf("pods/log does not reach kwok (logs in %s): %w", s.dir, err)
 	}
 	return nil
 }
@@ -268,17 +306,23 @@ func createFakeNode(ctx context.Context, kube kubernetes.Interface) error {
 	return err
 }
 
-// kwokStages returns the paths of kwok's config files: the stock
-// node-initialize, pod-ready and pod-delete stages from the kwok module, and
-// kiln's Tekton stages, written into the stack's directory.
-func (s *Stack) kwokStages() ([]string, error) {
+// kwokModuleDir returns the directory of the kwok module at kwokVersion,
+// downloading it if needed.
+func kwokModuleDir() (string, error) {
 	// go mod download reports failures in the JSON's Error field as well.
 	out, err := exec.Command("go", "mod", "download", "-json", "sigs.k8s.io/kwok@"+kwokVersion).Output()
 	var mod struct{ Dir, Error string }
 	if jerr := json.Unmarshal(out, &mod); jerr != nil || mod.Error != "" || mod.Dir == "" {
-		return nil, fmt.Errorf("go mod download sigs.k8s.io/kwok@%s: %v %s", kwokVersion, err, mod.Error)
+		return "", fmt.Errorf("go mod download sigs.k8s.io/kwok@%s: %v %s", kwokVersion, err, mod.Error)
 	}
-	dir := filepath.Join(mod.Dir, "kustomize", "stage")
+	return mod.Dir, nil
+}
+
+// kwokStages returns the paths of kwok's config files: the stock
+// node-initialize, pod-ready and pod-delete stages from the kwok module, and
+// kiln's Tekton stages, written into the stack's directory.
+func (s *Stack) kwokStages(mod string) ([]string, error) {
+	dir := filepath.Join(mod, "kustomize", "stage")
 	files := []string{
 		filepath.Join(dir, "node", "fast", "node-initialize.yaml"),
 		filepath.Join(dir, "pod", "fast", "pod-ready.yaml"),
@@ -356,4 +400,205 @@ func (s *Stack) Release(ctx context.Context, ns, name string) (int, error) {
 		}
 	}
 	return len(pods.Items), nil
+}
+
+// kwok's log configuration kinds (kwok.x-k8s.io/v1alpha1).
+const (
+	kwokLogsKind        = "Logs"
+	kwokClusterLogsKind = "ClusterLogs"
+	kwokDefaultLogs     = "kiln-default"
+	// DefaultPodLog is what every container logs unless ServePodLogs says
+	// otherwise.
+	DefaultPodLog = "kwok serves no log for this container; see kubestack.Stack.ServePodLogs\n"
+)
+
+var (
+	kwokLogsResource        = schema.GroupVersionResource{Group: "kwok.x-k8s.io", Version: "v1alpha1", Resource: "logs"}
+	kwokClusterLogsResource = schema.GroupVersionResource{Group: "kwok.x-k8s.io", Version: "v1alpha1", Resource: "clusterlogs"}
+)
+
+// prepareKwokLogs installs kwok's Logs and ClusterLogs CRDs from the kwok
+// module and a ClusterLogs that serves DefaultPodLog for every container.
+func (s *Stack) prepareKwokLogs(ctx context.Context, mod string) error {
+	cs, err := apiextensions.NewForConfig(s.RESTConfig())
+	if err != nil {
+		return err
+	}
+	for _, r := range []schema.GroupVersionResource{kwokLogsResource, kwokClusterLogsResource} {
+		name := r.Resource + "." + r.Group
+		file := filepath.Join(mod, "kustomize", "crd", "bases", r.Group+"_"+r.Resource+".yaml")
+		err := eachModuleObject(file, func(crd *apiextensionsv1.CustomResourceDefinition) error {
+			if crd.Name == "" {
+				return nil
+			}
+			_, err := cs.ApiextensionsV1().CustomResourceDefinitions().Create(ctx, crd, metav1.CreateOptions{})
+			if err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("create CRD %s: %w", crd.Name, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = poll(wctx, 50*time.Millisecond, func() (bool, error) {
+			crd, err := cs.ApiextensionsV1().CustomResourceDefinitions().Get(wctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			for _, c := range crd.Status.Conditions {
+				if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("CRD %s not established: %w", name, err)
+		}
+	}
+	file := s.path(filepath.Join("kwok-logs", "default.log"))
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	if err := WriteContainerLog(file, strings.NewReader(DefaultPodLog)); err != nil {
+		return err
+	}
+	obj := kwokLogsObject(kwokClusterLogsKind, "", kwokDefaultLogs, map[string]string{"": file})
+	dyn, err := dynamic.NewForConfig(s.RESTConfig())
+	if err != nil {
+		return err
+	}
+	if _, err := dyn.Resource(kwokClusterLogsResource).Create(ctx, obj, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create ClusterLogs %s: %w", kwokDefaultLogs, err)
+	}
+	return nil
+}
+
+// kwokLogsObject returns a Logs or ClusterLogs object that serves, for each
+// container named in files, that file; the key "" names the file of the
+// other containers.
+func kwokLogsObject(kind, ns, name string, files map[string]string) *unstructured.Unstructured {
+	var logs []any
+	for _, c := range slices.Sorted(maps.Keys(files)) {
+		l := map[string]any{"logsFile": files[c]}
+		if c != "" {
+			l["containers"] = []any{c}
+		}
+		logs = append(logs, l)
+	}
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": kwokLogsResource.GroupVersion().String(),
+		"kind":       kind,
+		"metadata":   map[string]any{"name": name},
+		"spec":       map[string]any{"logs": logs},
+	}}
+	if ns != "" {
+		obj.SetNamespace(ns)
+	}
+	return obj
+}
+
+// ServePodLogs makes kwok serve the logs of the pod ns/pod (which need not
+// exist yet) from files: for each container named, that file, and for the
+// key "", the file of the other containers. Containers of the pod that files
+// does not cover log DefaultPodLog. The files are CRI-format container logs,
+// as WriteContainerLog writes them, read when the log is requested. kwok
+// learns of the change through a watch, within moments; set the logs before
+// the pod is created to be sure. Calling it again for the same pod replaces
+// its files.
+//
+// Tekton names a TaskRun's pod "<taskrun>-pod", and a PipelineRun's
+// TaskRuns "<pipelinerun>-<task>" (for names short enough).
+func (s *Stack) ServePodLogs(ctx context.Context, ns, pod string, files map[string]string) error {
+	dyn, err := dynamic.NewForConfig(s.RESTConfig())
+	if err != nil {
+		return err
+	}
+	res := dyn.Resource(kwokLogsResource).Namespace(ns)
+	obj := kwokLogsObject(kwokLogsKind, ns, pod, files)
+	_, err = res.Create(ctx, obj, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		var cur *unstructured.Unstructured
+		if cur, err = res.Get(ctx, pod, metav1.GetOptions{}); err == nil {
+			obj.SetResourceVersion(cur.GetResourceVersion())
+			_, err = res.Update(ctx, obj, metav1.UpdateOptions{})
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("serve logs of pod %s/%s: %w", ns, pod, err)
+	}
+	return nil
+}
+
+// criTime is the timestamp of every line WriteContainerLog writes.
+const criTime = "2026-01-01T00:00:00.000000000Z"
+
+// WriteContainerLog writes what r yields into the file path as a container
+// runtime logs it (the CRI format: "<time> stdout F <line>" per line), which
+// kwok, like the kubelet, parses back into exactly r's content. A last line
+// without a newline is written as a partial line ("P"), so that none is
+// added. It streams: r may be large.
+func WriteContainerLog(path string, r io.Reader) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<16)
+	br := bufio.NewReaderSize(r, 1<<16)
+	for {
+		line, err := br.ReadSlice('\n')
+		for errors.Is(err, bufio.ErrBufferFull) {
+			// A line longer than the buffer: written as partial lines, as
+			// the kubelet splits long lines.
+			fmt.Fprintf(w, "%s stdout P %s\n", criTime, line)
+			line, err = br.ReadSlice('\n')
+		}
+		switch {
+		case len(line) == 0:
+		case line[len(line)-1] == '\n':
+			fmt.Fprintf(w, "%s stdout F %s", criTime, line)
+		default: // the last line, without a newline
+			fmt.Fprintf(w, "%s stdout P %s\n", criTime, line)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("write container log %s: %w", path, err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// probeLogs reads the probe PipelineRun's step log through the
+// kube-apiserver's pods/log, proving that it reaches kwok's kubelet API.
+func (s *Stack) probeLogs(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	pods := s.Kube().CoreV1().Pods(TektonNamespace)
+	var last error
+	err := poll(ctx, 50*time.Millisecond, func() (bool, error) {
+		b, err := pods.GetLogs("kiln-probe-probe-pod", &corev1.PodLogOptions{Container: "step-probe"}).DoRaw(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				last = err
+			}
+			return false, nil
+		}
+		if string(b) != DefaultPodLog {
+			return false, fmt.Errorf("the probe pod's log is %q, want %q", b, DefaultPodLog)
+		}
+		return true, nil
+	})
+	if err != nil && last != nil {
+		return fmt.Errorf("%w (last error: %v)", err, last)
+	}
+	return err
 }

@@ -1,0 +1,420 @@
+package logs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
+	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+
+	"github.com/kiln-build/kiln/activities/storage"
+)
+
+// Error types of the non-retryable ApplicationErrors ArchiveLogs returns,
+// besides storage.ErrTypeAccessDenied for S3's permanent refusals.
+const (
+	// ErrTypeInvalidRequest: a required field is missing or Path is not a
+	// clean relative path.
+	ErrTypeInvalidRequest = "InvalidRequest"
+	// ErrTypeNotFound: the PipelineRun does not exist (any more), so its
+	// tasks cannot be known.
+	ErrTypeNotFound = "PipelineRunNotFound"
+	// ErrTypeForbidden: the API server refused the worker's credentials.
+	ErrTypeForbidden = "Forbidden"
+)
+
+// Labels Tekton sets on TaskRuns and Pods.
+const (
+	labelPipelineRun  = "tekton.dev/pipelineRun"
+	labelPipelineTask = "tekton.dev/pipelineTask"
+)
+
+// ContentType is the content type of the archived logs.
+const ContentType = "text/plain; charset=utf-8"
+
+// heartbeatEvery is how often ArchiveLogs heartbeats while streaming.
+const heartbeatEvery = time.Second
+
+// Config says where the logs go.
+type Config struct {
+	// Bucket receives the logs. Required.
+	Bucket string
+	// Prefix is prepended to every key, e.g. "gardenlinux/". Optional.
+	Prefix string
+	// PartSize is the multipart upload's part size, the most memory one
+	// archive holds. Optional: default storage.DefaultPartSize, at least
+	// storage.MinPartSize.
+	PartSize int64
+}
+
+// Activities archives logs. They are safe for concurrent use.
+type Activities struct {
+	kube kubernetes.Interface
+	tk   versioned.Interface
+	s3   *s3.Client
+	cfg  Config
+}
+
+// New returns the activities for the clients: kube reads pods and their
+// logs, tk reads PipelineRuns and TaskRuns, client writes to S3.
+func New(kube kubernetes.Interface, tk versioned.Interface, client *s3.Client, cfg Config) *Activities {
+	return &Activities{kube: kube, tk: tk, s3: client, cfg: cfg}
+}
+
+// ArchiveRequest names the PipelineRun whose logs to archive.
+type ArchiveRequest struct {
+	Namespace   string `json:"namespace"`
+	PipelineRun string `json:"pipelineRun"`
+	// Path is where under <prefix>logs/ the objects go, e.g.
+	// "build/main/1.0/image/aws-amd64/a1". Deterministic, from the caller:
+	// never a run ID.
+	Path string `json:"path"`
+}
+
+// ArchiveResult says where the logs went.
+type ArchiveResult struct {
+	// Logs maps each pipeline task name to its archived log's
+	// s3://bucket/key URI.
+	Logs map[string]string `json:"logs,omitempty"`
+	// Missing lists tasks whose pods were already gone, sorted.
+	Missing []string `json:"missing,omitempty"`
+	// Bytes is the size of the archived logs, in all.
+	Bytes int64 `json:"bytes"`
+}
+
+// Progress is ArchiveLogs' heartbeat detail.
+type Progress struct {
+	// Task is the pipeline task being archived.
+	Task string `json:"task"`
+	// TaskBytes is how much of its log is streamed so far.
+	TaskBytes int64 `json:"taskBytes"`
+	// Bytes is how much is streamed so far, all tasks together.
+	Bytes int64 `json:"bytes"`
+}
+
+// Key returns the object key of a pipeline task's log.
+func Key(prefix, path, task string) string {
+	return prefix + "logs/" + path + "/" + task + ".log"
+}
+
+// ArchiveLogs streams the logs of the pods of the PipelineRun's TaskRuns,
+// one object per pipeline task at Key(prefix, in.Path, task), and returns
+// their URIs. It is idempotent (the keys are deterministic, a retry
+// overwrites each object with the same content) and heartbeats a Progress
+// per task and about once a second while streaming. A task whose pod is gone
+// is reported in Missing, not as an error. See the package documentation for
+// the format and the error types.
+func (a *Activities) ArchiveLogs(ctx context.Context, in ArchiveRequest) (ArchiveResult, error) {
+	if err := in.validate(); err != nil {
+		return ArchiveResult{}, err
+	}
+	tasks, err := a.tasks(ctx, in.Namespace, in.PipelineRun)
+	if err != nil {
+		return ArchiveResult{}, err
+	}
+	res := ArchiveResult{Logs: map[string]string{}}
+	for _, t := range tasks {
+		activity.RecordHeartbeat(ctx, Progress{Task: t.name, Bytes: res.Bytes})
+		key := Key(a.cfg.Prefix, in.Path, t.name)
+		n, err := a.archive(ctx, in.Namespace, t, key, res.Bytes)
+		if errors.Is(err, errGone) {
+			n, err = a.archivedBefore(ctx, key)
+			if err == nil && n < 0 {
+				res.Missing = append(res.Missing, t.name)
+				continue
+			}
+		}
+		if err != nil {
+			return res, err
+		}
+		res.Logs[t.name] = "s3://" + a.cfg.Bucket + "/" + key
+		res.Bytes += n
+	}
+	slices.Sort(res.Missing)
+	return res, nil
+}
+
+func (in ArchiveRequest) validate() error {
+	if in.Namespace == "" || in.PipelineRun == "" || in.Path == "" {
+		return temporal.NewNonRetryableApplicationError("namespace, pipelineRun and path are required", ErrTypeInvalidRequest, nil)
+	}
+	for seg := range strings.SplitSeq(in.Path, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("path %q is not a clean relative path", in.Path), ErrTypeInvalidRequest, nil)
+		}
+	}
+	return nil
+}
+
+// task is a pipeline task and the TaskRuns it ran as: one, or several for a
+// matrix.
+type task struct {
+	name     string
+	taskRuns []taskRun
+}
+
+// taskRun is a TaskRun's name and its pod's, "" if it has none (any more).
+type taskRun struct {
+	name, pod string
+}
+
+// tasks lists the PipelineRun's pipeline tasks in the order of its status'
+// childReferences, or by the TaskRuns' labels when it has none.
+func (a *Activities) tasks(ctx context.Context, ns, name string) ([]task, error) {
+	pr, err := a.tk.TektonV1().PipelineRuns(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("pipelinerun %s/%s does not exist", ns, name), ErrTypeNotFound, err)
+	}
+	if err != nil {
+		return nil, classifyKube(fmt.Sprintf("get pipelinerun %s/%s", ns, name), err)
+	}
+	// Listed rather than read one by one: one call, and kiln's Role grants
+	// list on taskruns, not get.
+	trs, err := a.tk.TektonV1().TaskRuns(ns).List(ctx, metav1.ListOptions{LabelSelector: labelPipelineRun + "=" + name})
+	if err != nil {
+		return nil, classifyKube(fmt.Sprintf("list taskruns of pipelinerun %s/%s", ns, name), err)
+	}
+	slices.SortFunc(trs.Items, func(x, y pipelinev1.TaskRun) int { return strings.Compare(x.Name, y.Name) })
+	pods := map[string]string{}
+	for _, tr := range trs.Items {
+		pods[tr.Name] = tr.Status.PodName
+	}
+	var tasks []task
+	add := func(pipelineTask, tr string) {
+		i := slices.IndexFunc(tasks, func(t task) bool { return t.name == pipelineTask })
+		if i < 0 {
+			tasks = append(tasks, task{name: pipelineTask})
+			i = len(tasks) - 1
+		}
+		tasks[i].taskRuns = append(tasks[i].taskRuns, taskRun{name: tr, pod: pods[tr]})
+	}
+	for _, c := range pr.Status.ChildReferences {
+		if c.Kind == pipeline.TaskRunControllerName && c.PipelineTaskName != "" {
+			add(c.PipelineTaskName, c.Name)
+		}
+	}
+	if len(tasks) > 0 {
+		return tasks, nil
+	}
+	for _, tr := range trs.Items {
+		if t := tr.Labels[labelPipelineTask]; t != "" {
+			add(t, tr.Name)
+		}
+	}
+	return tasks, nil
+}
+
+// errGone means that none of a task's pods exists.
+var errGone = errors.New("the task's pods are gone")
+
+// archive streams the logs of t's pods into key and returns their size. It
+// returns errGone if none of the pods exists any more. done is the number of
+// bytes archived before, for the heartbeats.
+func (a *Activities) archive(ctx context.Context, ns string, t task, key string, done int64) (int64, error) {
+	var secs []section
+	for _, tr := range t.taskRuns {
+		if tr.pod == "" {
+			continue
+		}
+		pod, err := a.kube.CoreV1().Pods(ns).Get(ctx, tr.pod, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return 0, classifyKube(fmt.Sprintf("get pod %s/%s", ns, tr.pod), err)
+		}
+		prefix := ""
+		if len(t.taskRuns) > 1 {
+			prefix = tr.name + "/"
+		}
+		for _, c := range containers(pod) {
+			secs = append(secs, section{pod: pod.Name, container: c, header: "==> " + prefix + c + " <==\n"})
+		}
+	}
+	if len(secs) == 0 {
+		return 0, errGone
+	}
+	r := &podLogs{ctx: ctx, pods: a.kube.CoreV1().Pods(ns), secs: secs}
+	defer r.Close()
+	body := &progressReader{r: r, report: func(n int64) {
+		activity.RecordHeartbeat(ctx, Progress{Task: t.name, TaskBytes: n, Bytes: done + n})
+	}}
+	up, err := storage.Upload(ctx, a.s3, a.cfg.Bucket, key, body, a.cfg.PartSize, ContentType)
+	var ke *kubeError
+	switch {
+	case err == nil:
+		return up.Bytes, nil
+	case errors.As(err, &ke) && apierrors.IsNotFound(ke.err):
+		return 0, errGone // deleted while streaming; the upload was aborted
+	case errors.As(err, &ke):
+		return 0, classifyKube(ke.op, ke.err)
+	case ctx.Err() != nil:
+		return 0, ctx.Err()
+	default:
+		return 0, storage.Classify(fmt.Sprintf("archive logs of task %s", t.name), err)
+	}
+}
+
+// containers returns the names of a Tekton pod's step containers, then its
+// sidecars, in the pod's order.
+func containers(pod *corev1.Pod) []string {
+	var steps, sidecars []string
+	for _, c := range pod.Spec.Containers {
+		switch {
+		case strings.HasPrefix(c.Name, "step-"):
+			steps = append(steps, c.Name)
+		case strings.HasPrefix(c.Name, "sidecar-"):
+			sidecars = append(sidecars, c.Name)
+		}
+	}
+	return append(steps, sidecars...)
+}
+
+// archivedBefore returns the size of key if an earlier attempt archived it,
+// or -1.
+func (a *Activities) archivedBefore(ctx context.Context, key string) (int64, error) {
+	head, err := a.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &a.cfg.Bucket, Key: &key})
+	var re interface{ HTTPStatusCode() int }
+	if errors.As(err, &re) && re.HTTPStatusCode() == 404 {
+		return -1, nil
+	}
+	if err != nil {
+		return 0, storage.Classify("head "+key, err)
+	}
+	return aws.ToInt64(head.ContentLength), nil
+}
+
+// classifyKube sorts an API-server error: refused credentials are permanent,
+// anything else is retried.
+func classifyKube(op string, err error) error {
+	if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("%s: %v; grant the worker get on pipelineruns, list on taskruns, get on pods and pods/log", op, err),
+			ErrTypeForbidden, nil)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// kubeError is an API-server error met while streaming, told apart from the
+// S3 errors of the same upload.
+type kubeError struct {
+	op  string
+	err error
+}
+
+func (e *kubeError) Error() string { return e.op + ": " + e.err.Error() }
+func (e *kubeError) Unwrap() error { return e.err }
+
+// section is one container's log in an archived object.
+type section struct {
+	pod, container, header string
+}
+
+// podLogs reads the sections one after the other, each header first, and
+// opens a container's log stream only when the previous one is drained, so
+// that it holds one stream and no log in memory.
+type podLogs struct {
+	ctx     context.Context
+	pods    corev1client.PodInterface
+	secs    []section
+	cur     io.ReadCloser
+	pending []byte // header or newline, sent before reading on
+	last    byte   // the current stream's last byte so far
+}
+
+// Read implements io.Reader.
+func (p *podLogs) Read(b []byte) (int, error) {
+	for {
+		if len(p.pending) > 0 {
+			n := copy(b, p.pending)
+			p.pending = p.pending[n:]
+			return n, nil
+		}
+		if p.cur != nil {
+			n, err := p.cur.Read(b)
+			if n > 0 {
+				p.last = b[n-1]
+			}
+			switch {
+			case err == io.EOF:
+				p.cur.Close()
+				p.cur = nil
+				if p.last != '\n' {
+					p.pending = []byte{'\n'}
+				}
+			case err != nil:
+				return n, &kubeError{op: "read log", err: err}
+			}
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		if len(p.secs) == 0 {
+			return 0, io.EOF
+		}
+		s := p.secs[0]
+		p.secs = p.secs[1:]
+		p.pending, p.last = []byte(s.header), '\n'
+		rc, err := p.pods.GetLogs(s.pod, &corev1.PodLogOptions{Container: s.container}).Stream(p.ctx)
+		switch {
+		case apierrors.IsBadRequest(err):
+			// The kubelet has no log, e.g. for a container that never
+			// started: say so in the object rather than fail the task.
+			msg := err.Error()
+			var st apierrors.APIStatus
+			if errors.As(err, &st) {
+				msg = st.Status().Message
+			}
+			p.pending = fmt.Appendf(p.pending, "kiln: no log: %s\n", msg)
+		case err != nil:
+			return 0, &kubeError{op: fmt.Sprintf("stream log of %s/%s", s.pod, s.container), err: err}
+		default:
+			p.cur = rc
+		}
+	}
+}
+
+// Close closes the open stream, if any.
+func (p *podLogs) Close() error {
+	if p.cur == nil {
+		return nil
+	}
+	err := p.cur.Close()
+	p.cur = nil
+	return err
+}
+
+// progressReader counts what is read through it and reports the count about
+// every heartbeatEvery.
+type progressReader struct {
+	r      io.Reader
+	n      int64
+	last   time.Time
+	report func(n int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	if now := time.Now(); now.Sub(p.last) >= heartbeatEvery {
+		p.last = now
+		p.report(p.n)
+	}
+	return n, err
+}

@@ -1,0 +1,120 @@
+package storage_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/kiln-build/kiln/activities/storage"
+)
+
+// generated returns a reader of n pseudo-random bytes, the same for the same
+// seed, without holding them in memory.
+func generated(seed byte, n int64) io.Reader {
+	return io.LimitReader(rand.NewChaCha8([32]byte{seed}), n)
+}
+
+// sha256Of hashes what r yields.
+func sha256Of(t *testing.T, r io.Reader) (string, int64) {
+	t.Helper()
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n
+}
+
+func TestUpload(t *testing.T) {
+	e := newEnv(t)
+	const part = storage.MinPartSize
+	for _, tt := range []struct {
+		name      string
+		size      int64
+		partSize  int64
+		wantParts int
+	}{
+		{"empty", 0, part, 0},
+		{"small", 1000, part, 0},
+		{"exactly one part", part, part, 0},
+		{"one byte more", part + 1, part, 2},
+		{"several parts", 5*part/2 + 7, part, 3},
+		{"part size raised to the minimum", part + 1, 1 << 20, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			key := "logs/" + tt.name
+			res, err := storage.Upload(context.Background(), e.s3, "staging", key, generated(1, tt.size), tt.partSize, "text/plain")
+			if err != nil {
+				t.Fatalf("upload: %v", err)
+			}
+			want, _ := sha256Of(t, generated(1, tt.size))
+			if res.Bytes != tt.size || res.SHA256 != want || res.Parts != tt.wantParts {
+				t.Errorf("result = %+v, want %d bytes, sha256 %s, %d parts", res, tt.size, want, tt.wantParts)
+			}
+			obj, err := e.s3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String("staging"), Key: &key})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer obj.Body.Close()
+			if got, n := sha256Of(t, obj.Body); got != want || n != tt.size {
+				t.Errorf("object: %d bytes, sha256 %s; want %d, %s", n, got, tt.size, want)
+			}
+			if ct := aws.ToString(obj.ContentType); ct != "text/plain" {
+				t.Errorf("content type = %q", ct)
+			}
+		})
+	}
+}
+
+// failingReader yields what r yields, then err instead of io.EOF.
+type failingReader struct {
+	r   io.Reader
+	err error
+}
+
+func (f *failingReader) Read(b []byte) (int, error) {
+	n, err := f.r.Read(b)
+	if err == io.EOF {
+		return n, f.err
+	}
+	return n, err
+}
+
+func TestUploadAbortsOnError(t *testing.T) {
+	e := newEnv(t)
+	boom := errors.New("stream broke")
+	key := "logs/broken"
+	_, err := storage.Upload(context.Background(), e.s3, "staging", key, &failingReader{r: generated(2, 2*storage.MinPartSize+5), err: boom}, 0, "")
+	if !errors.Is(err, boom) {
+		t.Fatalf("error = %v, want the reader's", err)
+	}
+	if _, err := e.s3.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String("staging"), Key: &key}); err == nil {
+		t.Error("a partial object was written")
+	}
+	ups, err := e.s3.ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: aws.String("staging")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ups.Uploads) != 0 {
+		t.Errorf("%d multipart uploads left, want the failed one aborted", len(ups.Uploads))
+	}
+}
+
+func TestUploadToMissingBucketIsPermanent(t *testing.T) {
+	e := newEnv(t)
+	for _, size := range []int64{10, storage.MinPartSize + 1} {
+		_, err := storage.Upload(context.Background(), e.s3, "no-such-bucket", "k", generated(3, size), 0, "")
+		var appErr *temporal.ApplicationError
+		if err = storage.Classify("upload", err); !errors.As(err, &appErr) || appErr.Type() != storage.ErrTypeAccessDenied || !appErr.NonRetryable() {
+			t.Errorf("%d bytes: classified error = %v, want non-retryable %s", size, err, storage.ErrTypeAccessDenied)
+		}
+	}
+}
