@@ -348,14 +348,16 @@ func TestFailedRunOfAnEarlierExecutionIsReplaced(t *testing.T) {
 	// first attempt of the same key must run the pipeline again, not
 	// repeat the old failure.
 	out = h.start(in, nil)
-	var fresh *pipelinev1.PipelineRun
 	deadline := time.Now().Add(time.Minute)
-	for fresh == nil || fresh.UID == old.UID {
+	for {
+		fresh, err := h.sim.Client.TektonV1().PipelineRuns(h.ns).Get(h.ctx(), name, metav1.GetOptions{})
+		if err == nil && fresh.UID != old.UID {
+			break
+		}
 		if time.Now().After(deadline) {
 			t.Fatal("the failed run was not replaced")
 		}
 		time.Sleep(20 * time.Millisecond)
-		fresh, _ = h.sim.Client.TektonV1().PipelineRuns(h.ns).Get(h.ctx(), name, metav1.GetOptions{})
 	}
 	h.set(name, succeeded)
 	if o := h.wait(out); o.err != nil || o.res.Adopted {
