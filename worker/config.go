@@ -70,6 +70,14 @@ type Config struct {
 	// Notifications configures mail. Optional: without it, builds do not
 	// notify (and say so in the worker log).
 	Notifications *Notifications `json:"notifications,omitempty"`
+	// Storage configures the S3 buckets for artifacts, releases and logs.
+	// Optional: without it, builds neither verify nor promote artifacts,
+	// write no manifests and archive no logs.
+	Storage *Storage `json:"storage,omitempty"`
+	// Publishing configures AWS publishing and the platforms published by
+	// promotion alone. Other platforms publish through
+	// phases.publish.<platform>.
+	Publishing *Publishing `json:"publishing,omitempty"`
 	// Phases configures each phase's pipeline. A phase left out is skipped.
 	Phases Phases `json:"phases"`
 
@@ -155,6 +163,9 @@ type PhaseConfig struct {
 	// Labels are added to the PipelineRun; values are templates like
 	// Params.
 	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations are added to the PipelineRun; values are templates like
+	// Params.
+	Annotations map[string]string `json:"annotations,omitempty"`
 	// Params are text/template templates over the build: {{.Commit}},
 	// {{.Branch}}, {{.Version}}, {{.Flavour.Platform}}, {{.Flavour.Arch}},
 	// {{.Params.name}}, {{.Results.base.digest}}.
@@ -329,6 +340,7 @@ func (c Config) Plan() (workflows.Plan, *flavour.File, error) {
 			p.Publish[platform] = *wc
 		}
 	}
+	errs = append(errs, c.storagePlan(&p)...)
 	var file *flavour.File
 	if c.Flavours != "" {
 		data, err := os.ReadFile(c.path(c.Flavours))
@@ -344,7 +356,7 @@ func (c Config) Plan() (workflows.Plan, *flavour.File, error) {
 
 func (c Config) pipelineConfig(path string, pc PhaseConfig) (workflows.PipelineConfig, error) {
 	wc := workflows.PipelineConfig{
-		PipelineRef: pc.PipelineRef, Params: pc.Params, Labels: pc.Labels, Workspaces: pc.Workspaces,
+		PipelineRef: pc.PipelineRef, Params: pc.Params, Labels: pc.Labels, Annotations: pc.Annotations, Workspaces: pc.Workspaces,
 		ServiceAccountName: pc.ServiceAccountName, Timeout: pc.Timeout.Duration,
 		Attempts: pc.Attempts, Backoff: pc.Backoff.Duration,
 	}

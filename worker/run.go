@@ -15,11 +15,15 @@ import (
 	"go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kiln-build/kiln/activities/git"
+	"github.com/kiln-build/kiln/activities/logs"
 	"github.com/kiln-build/kiln/activities/plan"
+	"github.com/kiln-build/kiln/activities/publish"
+	"github.com/kiln-build/kiln/activities/storage"
 	"github.com/kiln-build/kiln/activities/tekton"
 	"github.com/kiln-build/kiln/workflows"
 )
@@ -73,6 +77,9 @@ func Run(ctx context.Context, cfg Config, c client.Client, rc *rest.Config, logg
 		WorkerStopTimeout:                  30 * time.Second,
 	})
 	Register(w, acts, plan.New(p, flavours))
+	if err := registerStorage(ctx, w, cfg, rc, tk); err != nil {
+		return err
+	}
 	notifier, err := cfg.NotifyActivities()
 	if err != nil {
 		return err
@@ -97,12 +104,35 @@ func Run(ctx context.Context, cfg Config, c client.Client, rc *rest.Config, logg
 	return nil
 }
 
+// registerStorage registers the storage, log archive and AWS publishing
+// activities that cfg configures.
+func registerStorage(ctx context.Context, w sdkworker.Registry, cfg Config, rc *rest.Config, tk versioned.Interface) error {
+	client, err := cfg.S3Client(ctx)
+	if err != nil || client == nil {
+		return err
+	}
+	w.RegisterActivity(storage.New(client, cfg.StorageConfig()))
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	archiver := logs.New(kube, tk, client, logs.Config{Bucket: cfg.LogBucket(), Prefix: cfg.Storage.Prefix})
+	w.RegisterActivityWithOptions(archiver.ArchiveLogs, activity.RegisterOptions{Name: workflows.ActivityArchiveLogs})
+	clients, err := cfg.EC2Clients(ctx)
+	if err != nil || clients == nil {
+		return err
+	}
+	w.RegisterActivity(publish.NewAWS(clients, publish.AWSOptions{PollInterval: cfg.Publishing.AWS.PollInterval.Duration}))
+	return nil
+}
+
 // Register registers kiln's workflows and activities on w.
 func Register(w sdkworker.Registry, tk *tekton.Activities, pl *plan.Activities) {
 	w.RegisterWorkflowWithOptions(workflows.Build, workflow.RegisterOptions{Name: "Build"})
 	w.RegisterWorkflowWithOptions(workflows.FlavourBuild, workflow.RegisterOptions{Name: "FlavourBuild"})
 	w.RegisterWorkflowWithOptions(workflows.Scheduled, workflow.RegisterOptions{Name: "Scheduled"})
 	w.RegisterWorkflowWithOptions(workflows.Queue, workflow.RegisterOptions{Name: "Queue"})
+	w.RegisterWorkflowWithOptions(workflows.PublishFlavour, workflow.RegisterOptions{Name: "PublishFlavour"})
 	w.RegisterActivity(tk)
 	w.RegisterActivityWithOptions(pl.Plan, activity.RegisterOptions{Name: workflows.ActivityPlan})
 	w.RegisterActivityWithOptions(git.Activities{}.ResolveHead, activity.RegisterOptions{Name: workflows.ActivityResolveHead})

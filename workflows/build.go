@@ -135,6 +135,8 @@ type build struct {
 	results  map[string]map[string]string
 	decision *ResumeDecision // the operator's, while the resume gate waits
 	resume   bool            // the resume gate is part of this build (GetVersion)
+	// flavourResults are the flavours' children's results, by name.
+	flavourResults map[string]FlavourResult
 }
 
 func (b *build) run(ctx workflow.Context) error {
@@ -159,8 +161,18 @@ func (b *build) run(ctx workflow.Context) error {
 	if len(b.plan.Flavours) == 0 {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("flavour set %q has no buildable flavours", b.in.FlavourSet), ErrTypeInvalidRequest, nil)
 	}
+	if workflow.GetVersion(ctx, changeCheckTargets, workflow.DefaultVersion, 1) == 1 {
+		if err := b.plan.checkTargets(b.in); err != nil {
+			return temporal.NewNonRetryableApplicationError("invalid build request: "+err.Error(), ErrTypeInvalidRequest, nil)
+		}
+	}
 	b.results = map[string]map[string]string{}
-	b.progress.Phases = []PhaseState{{Name: PhaseBase}, {Name: PhasePackages}, {Name: PhaseImage}, {Name: PhasePublish}}
+	b.flavourResults = map[string]FlavourResult{}
+	b.progress.Phases = []PhaseState{{Name: PhaseBase}, {Name: PhasePackages}, {Name: PhaseImage}}
+	if b.in.Has(TargetManifest) {
+		b.progress.Phases = append(b.progress.Phases, PhaseState{Name: PhaseManifest})
+	}
+	b.progress.Phases = append(b.progress.Phases, PhaseState{Name: PhasePublish})
 	for _, f := range b.plan.Flavours {
 		b.progress.Flavours = append(b.progress.Flavours, FlavourState{Name: f.Name(), State: StatePending})
 	}
@@ -175,6 +187,15 @@ func (b *build) run(ctx workflow.Context) error {
 	}
 	if err := b.flavours(ctx); err != nil {
 		return err
+	}
+	switch {
+	case !b.in.Has(TargetManifest):
+	case b.plan.Storage == nil:
+		b.skip(PhaseManifest, "the workers have no storage (config: storage)")
+	default:
+		if err := b.manifestSet(ctx); err != nil {
+			return err
+		}
 	}
 	if workflow.GetVersion(ctx, changeApprovalGate, workflow.DefaultVersion, 1) == 1 && b.in.Has(TargetRelease) {
 		if err := b.awaitApproval(ctx); err != nil {
@@ -216,7 +237,7 @@ func (b *build) phase(ctx workflow.Context, name string, cfg *PipelineConfig) er
 		res, err := runPhase(ctx, b.state(name), phaseRun{
 			cfg: *cfg, namespace: b.plan.Namespace, key: roundKey(b.id+"/"+name, round),
 			labels: map[string]string{labelBuild: labelValue(b.id), labelPhase: name},
-			data:   b.data(flavour.Flavour{}, ""), heartbeat: b.plan.HeartbeatTimeout,
+			data:   b.data(flavour.Flavour{}, ""), plan: &b.plan,
 		})
 		if err == nil {
 			b.results[name] = resultMap(res)
@@ -366,8 +387,11 @@ func (b *build) runFlavours(ctx workflow.Context, idx []int, round int) {
 			if errors.As(err, &appErr) && appErr.HasDetails() {
 				_ = appErr.Details(&res) // the failed flavour's phases
 			}
-			fs.Phases = res.Phases
+			fs.Phases, fs.Manifest, fs.Reused = res.Phases, res.Manifest, res.Reused
+			b.flavourResults[f.Name()] = res
 			switch {
+			case err == nil && res.Reused:
+				fs.State, fs.Reason = StateSkipped, "built before: manifest "+res.Manifest
 			case err == nil && res.TestFailed:
 				fs.State, fs.Error = StateTestFailed, res.Error
 			case err == nil:
@@ -388,6 +412,9 @@ func (b *build) publish(ctx workflow.Context) error {
 	if !b.in.Has(TargetPublish) {
 		b.skip(PhasePublish, "target publish not requested")
 		return nil
+	}
+	if b.plan.Storage != nil && workflow.GetVersion(ctx, changePublishFlavours, workflow.DefaultVersion, 1) == 1 {
+		return b.publishFlavours(ctx)
 	}
 	st := b.state(PhasePublish)
 	var platforms []string
@@ -413,7 +440,7 @@ func (b *build) publish(ctx workflow.Context) error {
 		_, err := runPhase(ctx, b.state(PhasePublish+"/"+p), phaseRun{
 			cfg: b.plan.Publish[p], namespace: b.plan.Namespace, key: b.id + "/" + PhasePublish + "/" + p,
 			labels: map[string]string{labelBuild: labelValue(b.id), labelPhase: PhasePublish, labelPlatform: p},
-			data:   b.data(first[p], p), heartbeat: b.plan.HeartbeatTimeout,
+			data:   b.data(first[p], p), plan: &b.plan,
 		})
 		return err
 	}
@@ -469,7 +496,7 @@ type phaseRun struct {
 	key       string
 	labels    map[string]string
 	data      TemplateData
-	heartbeat time.Duration
+	plan      *Plan // heartbeat timeout, log archive
 }
 
 // runPhase runs cfg's pipeline, starting a fresh PipelineRun for each
@@ -477,9 +504,12 @@ type phaseRun struct {
 func runPhase(ctx workflow.Context, st *PhaseState, r phaseRun) (tekton.PipelineRunResult, error) {
 	var res tekton.PipelineRunResult
 	params, err := r.cfg.Render(r.data)
-	var labels map[string]string
+	var labels, annotations map[string]string
 	if err == nil {
 		labels, err = r.cfg.RenderLabels(r.data)
+	}
+	if err == nil {
+		annotations, err = r.cfg.RenderAnnotations(r.data)
 	}
 	if err != nil {
 		st.State, st.Error = StateFailed, err.Error()
@@ -488,7 +518,8 @@ func runPhase(ctx workflow.Context, st *PhaseState, r phaseRun) (tekton.Pipeline
 	for k, v := range r.labels {
 		labels[k] = v // kiln's identity labels win
 	}
-	heartbeat := r.heartbeat
+	annotations["kiln.dev/workflow-id"] = r.data.BuildID
+	heartbeat := r.plan.HeartbeatTimeout
 	if heartbeat <= 0 {
 		heartbeat = time.Minute
 	}
@@ -528,18 +559,26 @@ func runPhase(ctx workflow.Context, st *PhaseState, r phaseRun) (tekton.Pipeline
 			PipelineRef: r.cfg.PipelineRef, PipelineSpec: r.cfg.PipelineSpec,
 			Params: params, Workspaces: r.cfg.Workspaces, ServiceAccountName: r.cfg.ServiceAccountName,
 			Labels:      labels,
-			Annotations: map[string]string{"kiln.dev/workflow-id": r.data.BuildID},
+			Annotations: annotations,
 		}
 		if r.cfg.Timeout > 0 {
 			req.Timeouts = &pipelinev1.TimeoutFields{Pipeline: &metav1.Duration{Duration: r.cfg.Timeout}}
 		}
 		err := workflow.ExecuteActivity(actx, a.RunPipeline, req).Get(ctx, &res)
+		end := workflow.Now(ctx)
+		cancelled := temporal.IsCanceledError(err) || ctx.Err() != nil
+		if !cancelled && r.plan.Storage != nil && r.plan.Storage.ArchiveLogs &&
+			workflow.GetVersion(ctx, changeLogArchive, workflow.DefaultVersion, 1) == 1 {
+			// The pods are there until the run is deleted: archive now,
+			// for a failed run as much as for one that succeeded.
+			archiveLogs(ctx, st, r.namespace, key, heartbeat)
+		}
+		st.End = end
 		if err == nil {
-			st.State, st.Dashboard, st.End = StateSucceeded, res.Dashboard, workflow.Now(ctx)
+			st.State, st.Dashboard = StateSucceeded, res.Dashboard
 			return res, nil
 		}
-		st.End = workflow.Now(ctx)
-		if temporal.IsCanceledError(err) || ctx.Err() != nil {
+		if cancelled {
 			st.State = StateCancelled
 			return res, err
 		}

@@ -4,6 +4,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/kiln-build/kiln/activities/storage"
 	"github.com/kiln-build/kiln/workflows/flavour"
 )
 
@@ -25,6 +26,14 @@ type FlavourResult struct {
 	Image      map[string]string `json:"image,omitempty"`
 	TestFailed bool              `json:"testFailed,omitempty"`
 	Error      string            `json:"error,omitempty"`
+	// Manifest is the key of the flavour's release manifest, and Files its
+	// promoted artifacts (with Plan.Storage and the manifest target).
+	Manifest string         `json:"manifest,omitempty"`
+	Files    []storage.File `json:"files,omitempty"`
+	// Reused is set when the manifest existed before: the flavour was not
+	// built again. Published is set when it also holds published images.
+	Reused    bool `json:"reused,omitempty"`
+	Published bool `json:"published,omitempty"`
 }
 
 // FlavourBuild builds one flavour's image and, when the build requests the
@@ -36,6 +45,18 @@ func FlavourBuild(ctx workflow.Context, in FlavourInput) (FlavourResult, error) 
 		return res, err
 	}
 	res.Phases = []PhaseState{{Name: PhaseImage}, {Name: PhaseTest}}
+	var fa *flavourArtifacts
+	if in.Plan.Storage != nil && workflow.GetVersion(ctx, changeArtifacts, workflow.DefaultVersion, 1) == 1 {
+		res.Phases = append(res.Phases, PhaseState{Name: PhaseArtifacts})
+		fa = &flavourArtifacts{in: in, res: &res, st: &res.Phases[2]}
+		reused, err := fa.findManifest(ctx)
+		if err != nil {
+			return res, err
+		}
+		if reused {
+			return res, nil
+		}
+	}
 	name := in.Flavour.Name()
 	labels := func(phase string) map[string]string {
 		return map[string]string{
@@ -51,7 +72,7 @@ func FlavourBuild(ctx workflow.Context, in FlavourInput) (FlavourResult, error) 
 	img, err := runPhase(ctx, &res.Phases[0], phaseRun{
 		cfg: *in.Plan.Image, namespace: in.Plan.Namespace,
 		key: roundKey(in.BuildID+"/"+PhaseImage+"/"+name, in.Round), labels: labels(PhaseImage), data: data,
-		heartbeat: in.Plan.HeartbeatTimeout,
+		plan: &in.Plan,
 	})
 	if err != nil {
 		res.Phases[1].State = StateSkipped
@@ -63,6 +84,16 @@ func FlavourBuild(ctx workflow.Context, in FlavourInput) (FlavourResult, error) 
 		return res, temporal.NewNonRetryableApplicationError(res.Phases[0].Error, ErrTypePhaseFailed, err, res)
 	}
 	res.Image = resultMap(img)
+	built := workflow.Now(ctx)
+	if fa != nil {
+		if err := fa.verify(ctx); err != nil {
+			res.Phases[1].State = StateSkipped
+			if temporal.IsCanceledError(err) {
+				return res, err
+			}
+			return res, temporal.NewNonRetryableApplicationError(fa.st.Error, ErrTypePhaseFailed, err, res)
+		}
+	}
 
 	test := &res.Phases[1]
 	switch {
@@ -81,12 +112,24 @@ func FlavourBuild(ctx workflow.Context, in FlavourInput) (FlavourResult, error) 
 		if _, err := runPhase(ctx, test, phaseRun{
 			cfg: *in.Plan.Test, namespace: in.Plan.Namespace,
 			key: roundKey(in.BuildID+"/"+PhaseTest+"/"+name, in.Round), labels: labels(PhaseTest), data: data,
-			heartbeat: in.Plan.HeartbeatTimeout,
+			plan: &in.Plan,
 		}); err != nil {
 			if temporal.IsCanceledError(err) {
 				return res, err
 			}
 			res.TestFailed, res.Error = true, test.Error
+		}
+	}
+	if fa != nil {
+		if !in.Request.Has(TargetManifest) {
+			fa.st.State, fa.st.End, fa.st.Reason = StateSucceeded, workflow.Now(ctx), "verified; target manifest not requested"
+			return res, nil
+		}
+		if err := fa.manifest(ctx, built); err != nil {
+			if temporal.IsCanceledError(err) {
+				return res, err
+			}
+			return res, temporal.NewNonRetryableApplicationError(fa.st.Error, ErrTypePhaseFailed, err, res)
 		}
 	}
 	return res, nil

@@ -38,6 +38,9 @@ type PipelineConfig struct {
 	// Labels are added to the PipelineRun, as templates like Params; kiln's
 	// own kiln.dev/ labels win. Values must render to valid label values.
 	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations are added to the PipelineRun, as templates like Params;
+	// kiln's own win.
+	Annotations map[string]string `json:"annotations,omitempty"`
 	// Workspaces bind the pipeline's workspaces.
 	Workspaces []pipelinev1.WorkspaceBinding `json:"workspaces,omitempty"`
 	// ServiceAccountName runs the pipeline's pods.
@@ -94,6 +97,91 @@ type Plan struct {
 	// ResumeWindow is how long a failed build waits for an operator.
 	// Optional: default 24h.
 	ResumeWindow time.Duration `json:"resumeWindow,omitempty"`
+	// Storage is set when the workers have the S3 staging and release
+	// buckets (config: storage): flavours then verify and promote their
+	// artifacts and write release manifests, and runs' logs are archived.
+	Storage *StoragePlan `json:"storage,omitempty"`
+	// AWS is set when the workers publish AWS images themselves (config:
+	// publishing.aws) rather than through a publish pipeline.
+	AWS *AWSPlan `json:"aws,omitempty"`
+	// S3Only lists the platforms whose images are published by promoting
+	// them to the release bucket alone (config: publishing.s3Only).
+	S3Only []string `json:"s3Only,omitempty"`
+}
+
+// StoragePlan is the part of the storage configuration builds see.
+type StoragePlan struct {
+	StagingBucket string `json:"stagingBucket"`
+	ReleaseBucket string `json:"releaseBucket"`
+	Prefix        string `json:"prefix,omitempty"`
+	// ArchiveLogs archives every PipelineRun's logs to S3 after it ends.
+	ArchiveLogs bool `json:"archiveLogs,omitempty"`
+}
+
+// AWSPlan is how the workers publish AWS images.
+type AWSPlan struct {
+	// Region is where the snapshot is imported and the image registered;
+	// the raw image's bucket must be in it.
+	Region string `json:"region"`
+	// Regions are the regions the image is copied to. Empty: every region
+	// enabled for the account.
+	Regions []string `json:"regions,omitempty"`
+	// Public makes the images public.
+	Public bool `json:"public,omitempty"`
+	// Bucket holds the raw image. Optional: the release bucket.
+	Bucket string `json:"bucket,omitempty"`
+	// RoleName is VM Import's service role. Optional: vmimport.
+	RoleName string `json:"roleName,omitempty"`
+	// BootMode is uefi, legacy-bios or uefi-preferred. Optional.
+	BootMode string `json:"bootMode,omitempty"`
+	// NamePrefix starts every image name. Optional: gardenlinux.
+	NamePrefix string `json:"namePrefix,omitempty"`
+	// Tags are put on every image and snapshot.
+	Tags map[string]string `json:"tags,omitempty"`
+}
+
+// publisher says how the platform's images are published: "aws" (the
+// workers' own AWS publishing), "pipeline", "s3" (promotion alone), or ""
+// when nothing publishes them.
+func (p Plan) publisher(platform string) string {
+	switch {
+	case platform == "aws" && p.AWS != nil && p.Storage != nil:
+		return "aws"
+	case p.Publish[platform].PipelineRef != "" || p.Publish[platform].PipelineSpec != nil:
+		return "pipeline"
+	case slices.Contains(p.S3Only, platform):
+		return "s3"
+	}
+	return ""
+}
+
+// checkTargets reports, before anything runs, a publish target with
+// platforms that nothing publishes, naming each and the fix.
+func (p Plan) checkTargets(in BuildRequest) error {
+	var errs []error
+	if !in.Has(TargetPublish) {
+		return errors.Join(errs...)
+	}
+	missing := map[string][]string{}
+	var platforms []string
+	for _, f := range p.Flavours {
+		if !f.Publish || p.publisher(f.Platform) != "" {
+			continue
+		}
+		if missing[f.Platform] == nil {
+			platforms = append(platforms, f.Platform)
+		}
+		missing[f.Platform] = append(missing[f.Platform], f.Name())
+	}
+	for _, pl := range platforms {
+		how := "phases.publish." + pl
+		if pl == "aws" {
+			how += ", publishing.aws"
+		}
+		errs = append(errs, fmt.Errorf("publish: no publisher for platform %s (flavours %s); configure %s or list it in publishing.s3Only, or drop the publish target",
+			pl, strings.Join(missing[pl], ", "), how))
+	}
+	return errors.Join(errs...)
 }
 
 // PlanRequest is the input of the Plan activity.
@@ -121,6 +209,12 @@ type TemplateData struct {
 	Params   map[string]string
 	// Results holds earlier phases' pipeline results: .Results.base.digest.
 	Results map[string]map[string]string
+	// Artifacts maps the flavour's promoted files to their s3:// URIs in the
+	// publish phase: {{index .Artifacts "rootfs.raw"}}.
+	Artifacts map[string]string
+	// Manifest is the flavour's release manifest's key, in the publish
+	// phase.
+	Manifest string
 }
 
 // Render renders the params of c over d, sorted by name.
@@ -139,6 +233,11 @@ func (c PipelineConfig) Render(d TemplateData) (pipelinev1.Params, error) {
 // RenderLabels renders the labels of c over d.
 func (c PipelineConfig) RenderLabels(d TemplateData) (map[string]string, error) {
 	return render("labels", c.Labels, d)
+}
+
+// RenderAnnotations renders the annotations of c over d.
+func (c PipelineConfig) RenderAnnotations(d TemplateData) (map[string]string, error) {
+	return render("annotations", c.Annotations, d)
 }
 
 func render(field string, templates map[string]string, d TemplateData) (map[string]string, error) {
@@ -173,11 +272,12 @@ func (c PipelineConfig) Validate(path string) error {
 		BuildID: "build/main/1.0", Repo: "https://git.example/os", Branch: "main", Commit: "0123456789abcdef",
 		Version: "1.0", Flavour: flavour.Flavour{Platform: "aws", Arch: "amd64"}, Platform: "aws",
 		Params: map[string]string{}, Results: map[string]map[string]string{},
+		Artifacts: map[string]string{}, Manifest: "meta/singles/aws-amd64-1.0-0123456789abcdef",
 	}
 	for _, f := range []struct {
 		name string
 		m    map[string]string
-	}{{"params", c.Params}, {"labels", c.Labels}} {
+	}{{"params", c.Params}, {"labels", c.Labels}, {"annotations", c.Annotations}} {
 		for _, n := range sortedKeys(f.m) {
 			t, err := template.New(n).Parse(f.m[n])
 			if err == nil {

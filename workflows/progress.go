@@ -28,6 +28,8 @@ type Progress struct {
 	Resume *ResumeState `json:"resume,omitempty"`
 	// Notification is the outcome of the build's notification, if any.
 	Notification *NotificationState `json:"notification,omitempty"`
+	// ManifestSet is the key of the build's manifest set, once written.
+	ManifestSet string `json:"manifestSet,omitempty"`
 }
 
 // PhaseState is one phase's (or one platform's publish) state.
@@ -41,16 +43,26 @@ type PhaseState struct {
 	Start       time.Time `json:"start,omitzero"`
 	End         time.Time `json:"end,omitzero"`
 	Error       string    `json:"error,omitempty"`
+	// Logs maps each pipeline task to its archived log (s3:// URI), once
+	// the run's logs are archived; LogsError says why they are not.
+	Logs      map[string]string `json:"logs,omitempty"`
+	LogsError string            `json:"logsError,omitempty"`
 }
 
 // FlavourState is one flavour's state: its child workflow and its image
 // and test phases.
 type FlavourState struct {
-	Name     string       `json:"name"`
-	State    string       `json:"state"`
-	Workflow string       `json:"workflow,omitempty"`
-	Start    time.Time    `json:"start,omitzero"`
-	End      time.Time    `json:"end,omitzero"`
-	Error    string       `json:"error,omitempty"`
-	Phases   []PhaseState `json:"phases,omitempty"`
+	Name     string    `json:"name"`
+	State    string    `json:"state"`
+	Workflow string    `json:"workflow,omitempty"`
+	Start    time.Time `json:"start,omitzero"`
+	End      time.Time `json:"end,omitzero"`
+	Error    string    `json:"error,omitempty"`
+	// Reason says why a flavour was skipped.
+	Reason string       `json:"reason,omitempty"`
+	Phases []PhaseState `json:"phases,omitempty"`
+	// Manifest is the key of the flavour's release manifest; Reused is set
+	// when it existed before this build, which then skipped the flavour.
+	Manifest string `json:"manifest,omitempty"`
+	Reused   bool   `json:"reused,omitempty"`
 }

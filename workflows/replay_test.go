@@ -43,6 +43,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			rep := worker.NewWorkflowReplayer()
 			rep.RegisterWorkflowWithOptions(workflows.Build, workflow.RegisterOptions{Name: "Build"})
 			rep.RegisterWorkflowWithOptions(workflows.FlavourBuild, workflow.RegisterOptions{Name: "FlavourBuild"})
+			rep.RegisterWorkflowWithOptions(workflows.PublishFlavour, workflow.RegisterOptions{Name: "PublishFlavour"})
 			err = rep.ReplayWorkflowHistoryWithOptions(nil, h, worker.ReplayWorkflowHistoryOptions{
 				OriginalExecution: workflow.Execution{ID: strings.TrimSpace(string(id)), RunID: "replay"},
 			})

@@ -170,6 +170,8 @@ phases:
   publish:
     aws: {pipelineRef: publish}
     gcp: {pipelineRef: publish}
+publishing:
+  s3Only: [ali, azure, kvm, metal, openstack, vmware]
 `
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		b.Fatal(err)

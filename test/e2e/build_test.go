@@ -3,7 +3,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,11 +32,36 @@ import (
 	"github.com/kiln-build/kiln/workflows"
 )
 
+// stagedImage is what every flavour's image pipeline reports as its
+// rootfs.raw (through kwok, which runs no steps), staged at
+// stagedKey(flavour) by the tests that verify artifacts.
+var stagedImage = bytes.Repeat([]byte("kiln e2e rootfs\n"), 4096)
+
+func stagedKey(version, commit, flavour string) string {
+	return "builds/" + version + "-" + commit + "/" + flavour + "/rootfs.raw"
+}
+
+// artifactsAnnotation makes kwok report the image pipeline's artifacts
+// result: stagedImage at stagedKey.
+func artifactsAnnotation() string {
+	sum := sha256.Sum256(stagedImage)
+	arts := fmt.Sprintf(`[{"name":"rootfs.raw","key":"%s","size":%d,"sha256":"%x"}]`,
+		stagedKey("{{.Version}}", "{{.Commit}}", "{{.Flavour.Name}}"), len(stagedImage), sum)
+	return kubestack.TerminationMessage(map[string]string{"artifacts": arts})
+}
+
 // buildConfig writes a worker config for namespace ns that runs the example
 // pipelines of deploy/tekton on the flavour sets of deploy/flavours.yaml,
 // with extra YAML (such as labels for the image phase) spliced into the
 // image phase.
 func buildConfig(t *testing.T, ns string, imageExtra string) string {
+	return buildConfigWith(t, ns, imageExtra, "")
+}
+
+// buildConfigWith is buildConfig with its own publish phases and top-level
+// YAML (storage, publishing): top starts inside phases, so it begins with
+// the phases' publish entry, if any.
+func buildConfigWith(t *testing.T, ns, imageExtra, top string) string {
 	t.Helper()
 	deploy, err := filepath.Abs("../../deploy")
 	if err != nil {
@@ -64,18 +91,25 @@ phases:
       emptyDir: {}
     attempts: 2
     backoff: 1s
+    annotations:
+      kiln.test/termination-message: '%[4]s'
 %[3]s
   test:
     pipelineFile: %[2]s/tekton/test.yaml
     params: {flavour: "{{.Flavour.Name}}"}
-  publish:
+%[5]s`, ns, deploy, imageExtra, artifactsAnnotation(), top)
+	if top == "" {
+		cfg += fmt.Sprintf(`  publish:
     aws:
-      pipelineFile: %[2]s/tekton/publish.yaml
+      pipelineFile: %[1]s/tekton/publish.yaml
       params: {platform: aws, version: "{{.Version}}"}
     gcp:
-      pipelineFile: %[2]s/tekton/publish.yaml
+      pipelineFile: %[1]s/tekton/publish.yaml
       params: {platform: gcp, version: "{{.Version}}"}
-`, ns, deploy, imageExtra)
+publishing:
+  s3Only: [ali, azure, kvm, metal, openstack, vmware]
+`, deploy)
+	}
 	path := filepath.Join(t.TempDir(), "kiln.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -181,8 +215,8 @@ func TestBuildElevenFlavours(t *testing.T) {
 		t.Fatalf("build: %v\nprogress: %+v", err, getProgress(t, run))
 	}
 	t.Logf("11-flavour build on the real stack: %v", time.Since(start).Round(time.Millisecond))
-	recordHistory(t, run.GetID(), run.GetRunID(), "build-v2.json")
-	recordHistory(t, run.GetID()+"/flavour/aws-gardener_prod-amd64", "", "flavour-v2.json")
+	recordHistory(t, run.GetID(), run.GetRunID(), "build-v3.json")
+	recordHistory(t, run.GetID()+"/flavour/aws-gardener_prod-amd64", "", "flavour-v3.json")
 	p := res.Progress
 	if p.State != workflows.StateSucceeded || len(p.Flavours) != 11 {
 		t.Fatalf("progress: state %s, %d flavours", p.State, len(p.Flavours))
@@ -250,42 +284,10 @@ func TestBuildReportsTheFailedFlavour(t *testing.T) {
 
 func TestWorkerKilledMidBuild(t *testing.T) {
 	s := newSuite(t)
-	kiln, err := kubestack.Tool("kiln")
-	if err != nil {
-		t.Fatalf("%v: make test builds bin/kiln before this tier", err)
-	}
 	// Every image pod holds until released, so the kill lands while
 	// PipelineRuns are running.
 	cfgPath := buildConfig(t, s.ns, `    labels: {kiln.test/outcome: hold}`)
-	logDir := t.TempDir()
-	n := 0
-	startProcess := func() *exec.Cmd {
-		n++
-		logf, err := os.Create(filepath.Join(logDir, fmt.Sprintf("worker-%d.log", n)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(kiln, "worker", "--config", cfgPath)
-		cmd.Env = append(os.Environ(),
-			"TEMPORAL_ADDRESS="+env.temporal.FrontendHostPort(),
-			"KUBECONFIG="+env.stack.Kubeconfig,
-			"KILN_TASK_QUEUE="+s.queue,
-		)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			cmd.Wait()
-			logf.Close()
-			if t.Failed() {
-				b, _ := os.ReadFile(logf.Name())
-				t.Logf("%s:\n%s", logf.Name(), b)
-			}
-		})
-		return cmd
-	}
+	startProcess := func() *exec.Cmd { return startKilnWorker(t, cfgPath, s.queue) }
 	first := startProcess()
 	run := startBuild(t, s.queue, gardenRequest(s.ns, "build"))
 
@@ -327,6 +329,42 @@ func TestWorkerKilledMidBuild(t *testing.T) {
 	if len(runs) != 2+11 {
 		t.Errorf("%d pipelineruns, want 13 (base, packages, 11 images)", len(runs))
 	}
+}
+
+// startKilnWorker starts `kiln worker` (bin/kiln) as a process for the
+// config and queue, with extra environment variables, and stops it when the
+// test ends, showing its log if the test failed.
+func startKilnWorker(t *testing.T, cfgPath, queue string, extraEnv ...string) *exec.Cmd {
+	t.Helper()
+	kiln, err := kubestack.Tool("kiln")
+	if err != nil {
+		t.Fatalf("%v: make test builds bin/kiln before this tier", err)
+	}
+	logf, err := os.CreateTemp(t.TempDir(), "worker-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(kiln, "worker", "--config", cfgPath)
+	cmd.Env = append(os.Environ(),
+		"TEMPORAL_ADDRESS="+env.temporal.FrontendHostPort(),
+		"KUBECONFIG="+env.stack.Kubeconfig,
+		"KILN_TASK_QUEUE="+queue,
+	)
+	cmd.Env = append(cmd.Env, extraEnv...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("%s:\n%s", logf.Name(), b)
+		}
+	})
+	return cmd
 }
 
 // recordHistory writes the execution's history as JSON to

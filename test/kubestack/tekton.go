@@ -59,6 +59,22 @@ const (
 	AnnotationTerminationMessage = "kiln.test/termination-message"
 )
 
+// TerminationMessage is the value of AnnotationTerminationMessage that
+// makes kwok report results (string results, by name).
+func TerminationMessage(results map[string]string) string {
+	type entry struct {
+		Key   string `json:"key"`
+		Value string `json:"value"`
+		Type  int    `json:"type"`
+	}
+	out := make([]entry, 0, len(results))
+	for _, k := range slices.Sorted(maps.Keys(results)) {
+		out = append(out, entry{Key: k, Value: results[k], Type: 1})
+	}
+	b, _ := json.Marshal(out)
+	return string(b)
+}
+
 // ErrNotIsolated means StartTekton was called outside a private network
 // namespace. The Tekton controller binds :8080 and :9090 on every interface
 // whatever its flags say, so the tier only runs where loopback is the only
