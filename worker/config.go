@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -78,10 +79,52 @@ type Config struct {
 	// promotion alone. Other platforms publish through
 	// phases.publish.<platform>.
 	Publishing *Publishing `json:"publishing,omitempty"`
+	// Executor runs the phases' pipelines: tekton (default) creates
+	// PipelineRuns on the cluster; local runs their steps as processes on
+	// this machine (activities/local), for a laptop without a cluster.
+	Executor string `json:"executor,omitempty"`
+	// Local configures the local executor.
+	Local *LocalExecutor `json:"local,omitempty"`
 	// Phases configures each phase's pipeline. A phase left out is skipped.
 	Phases Phases `json:"phases"`
 
+	// StepOutput receives the local executor's step output, live, each
+	// line prefixed "[task/step] ". Not part of the file. Optional.
+	StepOutput io.Writer `json:"-"`
+
 	dir string // the config file's directory, for relative paths
+}
+
+// Executors.
+const (
+	ExecutorTekton = "tekton"
+	ExecutorLocal  = "local"
+)
+
+// LocalExecutor configures the local executor.
+type LocalExecutor struct {
+	// Dir holds the runs: their status, step logs, workspaces and results
+	// (<dir>/runs/<pipelinerun>), relative to the config file. Optional:
+	// "local" beside the config file.
+	Dir string `json:"dir,omitempty"`
+	// Pipelines are YAML files, or directories of them, with the Pipelines
+	// and Tasks that pipelineRef and taskRef name, relative to the config
+	// file. Optional.
+	Pipelines []string `json:"pipelines,omitempty"`
+	// MaxParallel bounds the tasks running at once on this machine.
+	// Optional: the number of CPUs.
+	MaxParallel int `json:"maxParallel,omitempty"`
+}
+
+// IsLocal reports whether the config runs pipelines on this machine.
+func (c Config) IsLocal() bool { return c.Executor == ExecutorLocal }
+
+// LocalDir is the local executor's directory.
+func (c Config) LocalDir() string {
+	if c.Local != nil && c.Local.Dir != "" {
+		return c.path(c.Local.Dir)
+	}
+	return c.path("local")
 }
 
 // Notifications configures how builds notify their people.
@@ -296,8 +339,25 @@ func (c Config) Plan() (workflows.Plan, *flavour.File, error) {
 	if c.HeartbeatTimeout.Duration != 0 && c.HeartbeatTimeout.Duration < 3*time.Second {
 		errs = append(errs, fmt.Errorf("heartbeatTimeout: %v is below 3s; RunPipeline heartbeats at a third of it", c.HeartbeatTimeout.Duration))
 	}
-	if c.Namespace == "" {
-		errs = append(errs, errors.New("namespace: required (or KILN_NAMESPACE): the Kubernetes namespace of the PipelineRuns"))
+	localCheck := false
+	switch c.Executor {
+	case "", ExecutorTekton:
+		if c.Local != nil {
+			errs = append(errs, errors.New("local: set, but executor is not local; set executor: local or drop it"))
+		}
+		if c.Namespace == "" {
+			errs = append(errs, errors.New("namespace: required (or KILN_NAMESPACE): the Kubernetes namespace of the PipelineRuns"))
+		}
+	case ExecutorLocal:
+		if c.Local != nil && c.Local.MaxParallel < 0 {
+			errs = append(errs, fmt.Errorf("local.maxParallel: %d is negative", c.Local.MaxParallel))
+		}
+		localCheck = true
+		if p.Namespace == "" {
+			p.Namespace = "local" // names nothing on this machine, but runs carry one
+		}
+	default:
+		errs = append(errs, fmt.Errorf("executor: %q: want tekton or local", c.Executor))
 	}
 	if c.Parallelism < 0 {
 		errs = append(errs, fmt.Errorf("parallelism: %d is negative", c.Parallelism))
@@ -341,6 +401,13 @@ func (c Config) Plan() (workflows.Plan, *flavour.File, error) {
 		}
 	}
 	errs = append(errs, c.storagePlan(&p)...)
+	if localCheck {
+		if opts, err := c.LocalOptions(nil, nil); err != nil {
+			errs = append(errs, err)
+		} else {
+			errs = append(errs, c.checkLocal(p, opts)...)
+		}
+	}
 	var file *flavour.File
 	if c.Flavours != "" {
 		data, err := os.ReadFile(c.path(c.Flavours))

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -19,7 +20,10 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/kiln-build/kiln/activities/git"
+	"github.com/kiln-build/kiln/activities/local"
 	"github.com/kiln-build/kiln/activities/logs"
 	"github.com/kiln-build/kiln/activities/plan"
 	"github.com/kiln-build/kiln/activities/publish"
@@ -55,19 +59,6 @@ func Run(ctx context.Context, cfg Config, c client.Client, rc *rest.Config, logg
 	if err != nil {
 		return fmt.Errorf("invalid config:\n%w", err)
 	}
-	tk, err := versioned.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
-	watcher := tekton.NewWatcher(tk, 0)
-	defer watcher.Close()
-	acts, err := tekton.New(tk, watcher, tekton.Options{
-		CancelMode:   pipelinev1.PipelineRunSpecStatus(cfg.CancelMode),
-		DashboardURL: cfg.DashboardURL,
-	})
-	if err != nil {
-		return err
-	}
 	maxActs := cfg.MaxConcurrentActivities
 	if maxActs <= 0 {
 		maxActs = 1000
@@ -76,8 +67,50 @@ func Run(ctx context.Context, cfg Config, c client.Client, rc *rest.Config, logg
 		MaxConcurrentActivityExecutionSize: maxActs,
 		WorkerStopTimeout:                  30 * time.Second,
 	})
-	Register(w, acts, plan.New(p, flavours))
-	if err := registerStorage(ctx, w, cfg, rc, tk); err != nil {
+	registerWorkflows(w, plan.New(p, flavours))
+	s3, err := cfg.S3Client(ctx)
+	if err != nil {
+		return err
+	}
+	where := "local"
+	if cfg.IsLocal() {
+		opts, err := cfg.LocalOptions(logger, s3)
+		if err != nil {
+			return err
+		}
+		acts, err := local.New(opts)
+		if err != nil {
+			return err
+		}
+		// RunPipeline, CancelPipelineRun and ArchiveLogs, as the cluster's.
+		w.RegisterActivity(acts)
+		where = opts.Root
+	} else {
+		tk, err := versioned.NewForConfig(rc)
+		if err != nil {
+			return err
+		}
+		watcher := tekton.NewWatcher(tk, 0)
+		defer watcher.Close()
+		acts, err := tekton.New(tk, watcher, tekton.Options{
+			CancelMode:   pipelinev1.PipelineRunSpecStatus(cfg.CancelMode),
+			DashboardURL: cfg.DashboardURL,
+		})
+		if err != nil {
+			return err
+		}
+		w.RegisterActivity(acts)
+		if s3 != nil {
+			kube, err := kubernetes.NewForConfig(rc)
+			if err != nil {
+				return err
+			}
+			archiver := logs.New(kube, tk, s3, logs.Config{Bucket: cfg.LogBucket(), Prefix: cfg.Storage.Prefix})
+			w.RegisterActivityWithOptions(archiver.ArchiveLogs, activity.RegisterOptions{Name: workflows.ActivityArchiveLogs})
+		}
+		where = rc.Host
+	}
+	if err := registerStorage(ctx, w, cfg, s3); err != nil {
 		return err
 	}
 	notifier, err := cfg.NotifyActivities()
@@ -96,28 +129,21 @@ func Run(ctx context.Context, cfg Config, c client.Client, rc *rest.Config, logg
 	if started != nil {
 		started()
 	}
-	logger.Info("worker started", "taskQueue", cfg.TaskQueueName(), "namespace", cfg.Namespace,
-		"phases", phaseNames(p), "host", rc.Host)
+	logger.Info("worker started", "taskQueue", cfg.TaskQueueName(), "namespace", p.Namespace,
+		"phases", phaseNames(p), "executor", cmp.Or(cfg.Executor, ExecutorTekton), "runs", where)
 	<-ctx.Done()
 	logger.Info("worker stopping")
 	w.Stop()
 	return nil
 }
 
-// registerStorage registers the storage, log archive and AWS publishing
-// activities that cfg configures.
-func registerStorage(ctx context.Context, w sdkworker.Registry, cfg Config, rc *rest.Config, tk versioned.Interface) error {
-	client, err := cfg.S3Client(ctx)
-	if err != nil || client == nil {
-		return err
+// registerStorage registers the storage and AWS publishing activities that
+// cfg configures.
+func registerStorage(ctx context.Context, w sdkworker.Registry, cfg Config, client *s3.Client) error {
+	if client == nil {
+		return nil
 	}
 	w.RegisterActivity(storage.New(client, cfg.StorageConfig()))
-	kube, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
-	archiver := logs.New(kube, tk, client, logs.Config{Bucket: cfg.LogBucket(), Prefix: cfg.Storage.Prefix})
-	w.RegisterActivityWithOptions(archiver.ArchiveLogs, activity.RegisterOptions{Name: workflows.ActivityArchiveLogs})
 	clients, err := cfg.EC2Clients(ctx)
 	if err != nil || clients == nil {
 		return err
@@ -126,14 +152,14 @@ func registerStorage(ctx context.Context, w sdkworker.Registry, cfg Config, rc *
 	return nil
 }
 
-// Register registers kiln's workflows and activities on w.
-func Register(w sdkworker.Registry, tk *tekton.Activities, pl *plan.Activities) {
+// registerWorkflows registers kiln's workflows and the activities every
+// worker has (Plan, ResolveHead) on w.
+func registerWorkflows(w sdkworker.Registry, pl *plan.Activities) {
 	w.RegisterWorkflowWithOptions(workflows.Build, workflow.RegisterOptions{Name: "Build"})
 	w.RegisterWorkflowWithOptions(workflows.FlavourBuild, workflow.RegisterOptions{Name: "FlavourBuild"})
 	w.RegisterWorkflowWithOptions(workflows.Scheduled, workflow.RegisterOptions{Name: "Scheduled"})
 	w.RegisterWorkflowWithOptions(workflows.Queue, workflow.RegisterOptions{Name: "Queue"})
 	w.RegisterWorkflowWithOptions(workflows.PublishFlavour, workflow.RegisterOptions{Name: "PublishFlavour"})
-	w.RegisterActivity(tk)
 	w.RegisterActivityWithOptions(pl.Plan, activity.RegisterOptions{Name: workflows.ActivityPlan})
 	w.RegisterActivityWithOptions(git.Activities{}.ResolveHead, activity.RegisterOptions{Name: workflows.ActivityResolveHead})
 }

@@ -268,12 +268,7 @@ func (c PipelineConfig) Validate(path string) error {
 	if c.Timeout < 0 || c.Backoff < 0 {
 		errs = append(errs, fmt.Errorf("%s: timeout and backoff must not be negative", path))
 	}
-	sample := TemplateData{
-		BuildID: "build/main/1.0", Repo: "https://git.example/os", Branch: "main", Commit: "0123456789abcdef",
-		Version: "1.0", Flavour: flavour.Flavour{Platform: "aws", Arch: "amd64"}, Platform: "aws",
-		Params: map[string]string{}, Results: map[string]map[string]string{},
-		Artifacts: map[string]string{}, Manifest: "meta/singles/aws-amd64-1.0-0123456789abcdef",
-	}
+	sample := sampleData()
 	for _, f := range []struct {
 		name string
 		m    map[string]string
@@ -289,6 +284,26 @@ func (c PipelineConfig) Validate(path string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// sampleData is a build's template data, for checking templates.
+func sampleData() TemplateData {
+	return TemplateData{
+		BuildID: "build/main/1.0", Repo: "https://git.example/os", Branch: "main", Commit: "0123456789abcdef",
+		Version: "1.0", Flavour: flavour.Flavour{Platform: "aws", Arch: "amd64"}, Platform: "aws",
+		Params: map[string]string{}, Results: map[string]map[string]string{},
+		Artifacts: map[string]string{}, Manifest: "meta/singles/aws-amd64-1.0-0123456789abcdef",
+	}
+}
+
+// SampleParams are c's params with placeholder values, for checking the
+// pipeline they feed before any build runs.
+func (c PipelineConfig) SampleParams() pipelinev1.Params {
+	var out pipelinev1.Params
+	for _, n := range sortedKeys(c.Params) {
+		out = append(out, pipelinev1.Param{Name: n, Value: *pipelinev1.NewStructuredValues("sample")})
+	}
+	return out
 }
 
 // Validate checks the plan's phases.

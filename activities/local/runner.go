@@ -87,17 +87,38 @@ type Runner struct {
 
 // NewRunner returns a Runner for opts.
 func NewRunner(opts Options) (*Runner, error) {
+	r, err := newRunner(opts)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"runs", "volumes", "locks"} {
+		if err := os.MkdirAll(filepath.Join(r.root, d), 0o755); err != nil {
+			return nil, fmt.Errorf("root: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// Check reports, without running or writing anything, what Run would
+// refuse in pr before running it: Tekton's own validation, references to
+// Pipelines and Tasks that opts does not hold, and features the local
+// runner does not support, each naming its field.
+func Check(ctx context.Context, opts Options, pr *pipelinev1.PipelineRun) error {
+	r, err := newRunner(opts)
+	if err != nil {
+		return err
+	}
+	_, err = r.plan(ctx, pr, "check")
+	return err
+}
+
+func newRunner(opts Options) (*Runner, error) {
 	if opts.Root == "" {
 		return nil, errors.New("root: required")
 	}
 	root, err := filepath.Abs(opts.Root)
 	if err != nil {
 		return nil, fmt.Errorf("root: %w", err)
-	}
-	for _, d := range []string{"runs", "volumes", "locks"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			return nil, fmt.Errorf("root: %w", err)
-		}
 	}
 	n := opts.MaxParallel
 	if n <= 0 {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
 
 	"github.com/kiln-build/kiln/worker"
 )
@@ -27,9 +28,15 @@ func newWorkerCommand(logger *slog.Logger) *cobra.Command {
 their activities: it creates PipelineRuns in the configured namespace and
 awaits them through one shared watch.
 
+With executor: local in the config, it runs the pipelines' steps as
+processes on this machine instead (no cluster; step images are ignored),
+printing each step's output live, prefixed [task/step], and keeping it in
+the local directory for kiln logs.
+
 On SIGTERM or Ctrl-C it stops gracefully: activities awaiting PipelineRuns
 return at once, the runs keep going in the cluster, and the next worker
-re-attaches to them.
+re-attaches to them. (A local executor's steps stop with the worker; the
+next attempt runs them again.)
 
 Kubernetes access follows client-go's rules: the config's kubeconfig, then
 $KUBECONFIG, ~/.kube/config, then the in-cluster service account.` + temporalEnvHelp,
@@ -44,8 +51,10 @@ $KUBECONFIG, ~/.kube/config, then the in-cluster service account.` + temporalEnv
 			if err := cfg.Validate(); err != nil {
 				return fmt.Errorf("invalid config %s:\n%w", configPath, err)
 			}
-			rc, err := worker.RESTConfig(cfg)
-			if err != nil {
+			var rc *rest.Config
+			if cfg.IsLocal() {
+				cfg.StepOutput = cmd.OutOrStdout()
+			} else if rc, err = worker.RESTConfig(cfg); err != nil {
 				return err
 			}
 			c, err := dialTemporal(logger)
