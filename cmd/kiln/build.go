@@ -75,28 +75,14 @@ and exits non-zero if the build fails.` + temporalEnvHelp,
 			}
 			defer c.Close()
 			ctx := cmd.Context()
-			id := workflows.BuildID(in)
-			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-				ID:                       id,
-				TaskQueue:                taskQueue,
-				WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
-				WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-				Memo: map[string]any{
-					workflows.MemoBranch: in.Branch, workflows.MemoCommit: in.Commit,
-					workflows.MemoVersion: in.Version, workflows.MemoFlavourSet: in.FlavourSet,
-				},
-			}, "Build", in)
-			var started *serviceerror.WorkflowExecutionAlreadyStarted
-			if errors.As(err, &started) {
-				return fmt.Errorf("build %s already succeeded; nothing to do (use another --version to build again)", id)
-			}
+			run, err := startBuild(ctx, c, in, taskQueue)
 			if err != nil {
-				return fmt.Errorf("start build %s: %w", id, err)
+				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "build %s (run %s)\n", id, run.GetRunID())
+			fmt.Fprintf(out, "build %s (run %s)\n", run.GetID(), run.GetRunID())
 			if !wait {
-				fmt.Fprintf(out, "follow it with: kiln status %s\n", id)
+				fmt.Fprintf(out, "follow it with: kiln status %s\n", run.GetID())
 				return nil
 			}
 			return follow(ctx, out, c, run, pollPeriod)
@@ -118,6 +104,31 @@ and exits non-zero if the build fails.` + temporalEnvHelp,
 	f.BoolVarP(&wait, "wait", "w", false, "follow the build's progress and exit non-zero if it fails")
 	f.DurationVar(&pollPeriod, "poll", time.Second, "how often --wait asks for progress")
 	return cmd
+}
+
+// startBuild starts the Build workflow for in under its ID: a build of the
+// same ID that runs is joined, one that failed is started again, one that
+// succeeded is refused.
+func startBuild(ctx context.Context, c client.Client, in workflows.BuildRequest, taskQueue string) (client.WorkflowRun, error) {
+	id := workflows.BuildID(in)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                taskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		Memo: map[string]any{
+			workflows.MemoBranch: in.Branch, workflows.MemoCommit: in.Commit,
+			workflows.MemoVersion: in.Version, workflows.MemoFlavourSet: in.FlavourSet,
+		},
+	}, "Build", in)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return nil, fmt.Errorf("build %s already succeeded; nothing to do (use another --version to build again)", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("start build %s: %w", id, err)
+	}
+	return run, nil
 }
 
 // targetsOf turns --target flags into build targets.

@@ -44,6 +44,8 @@ EventListener, and scripts that poll tkn. See README.md.`,
 		newDecisionCommand(quiet(), workflows.UpdateApprove),
 		newDecisionCommand(quiet(), workflows.UpdateReject),
 		newRetryCommand(quiet()),
+		newLogsCommand(quiet()),
+		newStageCommand(),
 		newVersionCommand(),
 	)
 	return root
