@@ -90,10 +90,17 @@ $(TOOLS_CACHE)/tekton-controller-$(TEKTON_KEY):
 	cd test/tools/tekton && $(GO) build -trimpath -o $@.tmp github.com/tektoncd/pipeline/cmd/controller && mv $@.tmp $@
 
 # ---------------------------------------------------------------------------
-# make dev: the whole stack on this machine and a demo build.
+# make dev: kiln on this machine, no cluster: Temporal with its UI, an S3
+# server, a mail sink and a worker with the local executor, then a demo
+# build (deploy/dev). It needs only two of the tools (about 12 minutes cold).
 
 .PHONY: dev
-dev: tools ## Run Tekton, Temporal (with UI) and a worker locally, and a demo build; Ctrl-C stops all.
+dev: bin/temporal bin/versitygw ## Run kiln on this machine (Temporal UI, S3, mail sink, local executor) and a demo build; Ctrl-C stops all.
+	$(GO) build -o bin/kiln ./cmd/kiln
+	bin/kiln dev $(DEV_FLAGS)
+
+.PHONY: dev-cluster
+dev-cluster: tools ## The same against the real Tekton controller on kwok (a simulated cluster) in a network namespace.
 	$(GO) build -o bin/kiln ./cmd/kiln
 	$(GO) build -o bin/devstack ./test/devstack
 	bin/devstack $(DEV_FLAGS)
@@ -109,7 +116,7 @@ dev: tools ## Run Tekton, Temporal (with UI) and a worker locally, and a demo bu
 # test binaries are compiled first because the namespace has no network.
 # KILN_REQUIRE_TOOLS turns "tools missing" from a skip into a failure.
 
-E2E_TIER := ./test/kubestack ./test/e2e
+E2E_TIER := ./test/kubestack ./test/e2e ./test/devtest
 TEST_OUT    := $(CURDIR)/bin/tests
 
 .PHONY: test
