@@ -2,11 +2,8 @@ package local
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -15,7 +12,6 @@ import (
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kiln-build/kiln/activities/tekton"
 )
@@ -180,56 +176,14 @@ func (a *Activities) CancelPipelineRun(ctx context.Context, in tekton.CancelRequ
 	return nil
 }
 
-// pipelineRunFor builds the PipelineRun for a request, as the cluster
-// backend does (name from the key, the request's labels and annotations
-// plus kiln's).
+// pipelineRunFor builds the PipelineRun for a request as the cluster
+// backend does; a run needs a namespace only to carry one.
 func pipelineRunFor(in tekton.PipelineRunRequest) (*pipelinev1.PipelineRun, error) {
-	var problems []error
-	if in.Key == "" {
-		problems = append(problems, errors.New("key: required; derive it from the workflow ID, phase, flavour and attempt"))
+	pr, err := tekton.NewPipelineRun(in)
+	if err == nil && pr.Namespace == "" {
+		pr.Namespace = "default"
 	}
-	if (in.PipelineRef == "") == (in.PipelineSpec == nil) {
-		problems = append(problems, errors.New("pipelineRef, pipelineSpec: exactly one is required"))
-	}
-	if len(problems) > 0 {
-		return nil, errors.Join(problems...)
-	}
-	ns := in.Namespace
-	if ns == "" {
-		ns = "default"
-	}
-	labels := maps.Clone(in.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	sum := sha256.Sum256([]byte(in.Key))
-	labels[tekton.LabelManagedBy] = tekton.ManagedByValue
-	labels[tekton.LabelKey] = hex.EncodeToString(sum[:])[:16]
-	annotations := maps.Clone(in.Annotations)
-	if annotations == nil {
-		annotations = map[string]string{}
-	}
-	annotations[tekton.AnnotationKey] = in.Key
-	pr := &pipelinev1.PipelineRun{
-		TypeMeta: metav1.TypeMeta{APIVersion: "tekton.dev/v1", Kind: "PipelineRun"},
-		ObjectMeta: metav1.ObjectMeta{
-			Name: tekton.RunName(in.Key), Namespace: ns, Labels: labels, Annotations: annotations,
-		},
-		Spec: pipelinev1.PipelineRunSpec{
-			PipelineSpec: in.PipelineSpec,
-			Params:       in.Params,
-			Workspaces:   in.Workspaces,
-			Timeouts:     in.Timeouts,
-			TaskRunSpecs: in.TaskRunSpecs,
-			TaskRunTemplate: pipelinev1.PipelineTaskRunTemplate{
-				ServiceAccountName: in.ServiceAccountName,
-			},
-		},
-	}
-	if in.PipelineRef != "" {
-		pr.Spec.PipelineRef = &pipelinev1.PipelineRef{Name: in.PipelineRef}
-	}
-	return pr, nil
+	return pr, err
 }
 
 // classify sorts the runner's errors: spec problems and conflicts are

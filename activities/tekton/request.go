@@ -25,6 +25,27 @@ func buildPipelineRun(ctx context.Context, in PipelineRunRequest) (*pipelinev1.P
 	} else if errs := validation.IsDNS1123Label(in.Namespace); len(errs) > 0 {
 		problems = append(problems, fmt.Errorf("namespace: %q: %s", in.Namespace, errs[0]))
 	}
+	pr, err := NewPipelineRun(in)
+	if err != nil || len(problems) > 0 {
+		return nil, invalid("invalid pipelinerun request", errors.Join(append(problems, err)...))
+	}
+	// Validate a defaulted copy, as Tekton's webhook would; create the
+	// original, so the cluster applies its own defaults.
+	check := pr.DeepCopy()
+	check.SetDefaults(ctx)
+	if ferr := check.Validate(ctx); ferr != nil {
+		return nil, invalid(fmt.Sprintf("pipelinerun %s/%s is invalid", pr.Namespace, pr.Name), ferr)
+	}
+	return pr, nil
+}
+
+// NewPipelineRun turns a request into its PipelineRun: the name derived
+// from the key (RunName), the request's labels and annotations with kiln's
+// identity (LabelManagedBy, LabelKey, LabelSpec, AnnotationKey). It checks
+// the request's own fields, naming every problem; validating the run is
+// the caller's. Both executors build their runs with it.
+func NewPipelineRun(in PipelineRunRequest) (*pipelinev1.PipelineRun, error) {
+	var problems []error
 	if in.Key == "" {
 		problems = append(problems, errors.New("key: required; derive it from the workflow ID, phase, flavour and attempt"))
 	}
@@ -32,11 +53,11 @@ func buildPipelineRun(ctx context.Context, in PipelineRunRequest) (*pipelinev1.P
 		problems = append(problems, errors.New("pipelineRef, pipelineSpec: exactly one is required"))
 	}
 	if len(problems) > 0 {
-		return nil, invalid("invalid pipelinerun request", errors.Join(problems...))
+		return nil, errors.Join(problems...)
 	}
 	spec, err := specLabel(in)
 	if err != nil {
-		return nil, invalid("invalid pipelinerun request", err)
+		return nil, err
 	}
 	labels := maps.Clone(in.Labels)
 	if labels == nil {
@@ -50,7 +71,6 @@ func buildPipelineRun(ctx context.Context, in PipelineRunRequest) (*pipelinev1.P
 		annotations = map[string]string{}
 	}
 	annotations[AnnotationKey] = in.Key
-
 	pr := &pipelinev1.PipelineRun{
 		TypeMeta: metav1.TypeMeta{APIVersion: "tekton.dev/v1", Kind: "PipelineRun"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -70,13 +90,6 @@ func buildPipelineRun(ctx context.Context, in PipelineRunRequest) (*pipelinev1.P
 	}
 	if in.PipelineRef != "" {
 		pr.Spec.PipelineRef = &pipelinev1.PipelineRef{Name: in.PipelineRef}
-	}
-	// Validate a defaulted copy, as Tekton's webhook would; create the
-	// original, so the cluster applies its own defaults.
-	check := pr.DeepCopy()
-	check.SetDefaults(ctx)
-	if ferr := check.Validate(ctx); ferr != nil {
-		return nil, invalid(fmt.Sprintf("pipelinerun %s/%s is invalid", pr.Namespace, pr.Name), ferr)
 	}
 	return pr, nil
 }
