@@ -148,9 +148,9 @@ func (a *Activities) archiveTask(ctx context.Context, run string, t TaskStatus, 
 		return 0, err
 	}
 	defer r.Close()
-	body := &progressReader{r: r, report: func(n int64) {
+	body := logs.CountingReader(r, archiveHeartbeat, func(n int64) {
 		activity.RecordHeartbeat(ctx, logs.Progress{Task: t.Name, TaskBytes: n, Bytes: done + n})
-	}}
+	})
 	up, err := storage.Upload(ctx, a.archive.Client, a.archive.Bucket, key, body, a.archive.PartSize, logs.ContentType)
 	switch {
 	case err == nil:
@@ -208,93 +208,21 @@ func OpenTaskLog(root, run string, t TaskStatus) (io.ReadCloser, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("logs of task %s of run %s: %w", t.Name, run, err)
 	}
-	return &stepLogs{dir: dir, steps: slices.Clone(t.Steps)}, nil
-}
-
-// stepLogs reads the step log files one after the other, each header
-// first.
-type stepLogs struct {
-	dir     string
-	steps   []StepStatus
-	cur     *os.File
-	pending []byte // header, note or newline, sent before reading on
-	last    byte   // the current file's last byte so far
-}
-
-// Read implements io.Reader.
-func (l *stepLogs) Read(b []byte) (int, error) {
-	for {
-		if len(l.pending) > 0 {
-			n := copy(b, l.pending)
-			l.pending = l.pending[n:]
-			return n, nil
-		}
-		if l.cur != nil {
-			n, err := l.cur.Read(b)
-			if n > 0 {
-				l.last = b[n-1]
-			}
+	secs := make([]logs.Section, len(t.Steps))
+	for i, st := range t.Steps {
+		secs[i] = logs.Section{Name: "step-" + st.Name, Open: func() (io.ReadCloser, string, error) {
+			path := filepath.Join(dir, st.Name+".log")
+			f, err := os.Open(path)
 			switch {
-			case err == io.EOF:
-				l.cur.Close()
-				l.cur = nil
-				if l.last != '\n' {
-					l.pending = []byte{'\n'}
-				}
+			case errors.Is(err, fs.ErrNotExist) && (st.State == tekton.TaskSkipped || st.State == tekton.TaskPending):
+				return nil, fmt.Sprintf("kiln: no log: the step did not run (%s)", st.State), nil
+			case errors.Is(err, fs.ErrNotExist):
+				return nil, fmt.Sprintf("kiln: no log: %s is gone", path), nil
 			case err != nil:
-				return n, err
+				return nil, "", err
 			}
-			if n > 0 {
-				return n, nil
-			}
-			continue
-		}
-		if len(l.steps) == 0 {
-			return 0, io.EOF
-		}
-		st := l.steps[0]
-		l.steps = l.steps[1:]
-		l.pending, l.last = []byte("==> step-"+st.Name+" <==\n"), '\n'
-		path := filepath.Join(l.dir, st.Name+".log")
-		f, err := os.Open(path)
-		switch {
-		case errors.Is(err, fs.ErrNotExist) && (st.State == tekton.TaskSkipped || st.State == tekton.TaskPending):
-			l.pending = fmt.Appendf(l.pending, "kiln: no log: the step did not run (%s)\n", st.State)
-		case errors.Is(err, fs.ErrNotExist):
-			l.pending = fmt.Appendf(l.pending, "kiln: no log: %s is gone\n", path)
-		case err != nil:
-			return 0, err
-		default:
-			l.cur = f
-		}
+			return f, "", nil
+		}}
 	}
-}
-
-// Close closes the open file, if any.
-func (l *stepLogs) Close() error {
-	if l.cur == nil {
-		return nil
-	}
-	err := l.cur.Close()
-	l.cur = nil
-	return err
-}
-
-// progressReader counts what is read through it and reports the count
-// about every archiveHeartbeat.
-type progressReader struct {
-	r      io.Reader
-	n      int64
-	last   time.Time
-	report func(n int64)
-}
-
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.n += int64(n)
-	if now := time.Now(); now.Sub(p.last) >= archiveHeartbeat {
-		p.last = now
-		p.report(p.n)
-	}
-	return n, err
+	return logs.NewReader(secs), nil
 }

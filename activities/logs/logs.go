@@ -226,12 +226,13 @@ var errGone = errors.New("the task's pods are gone")
 // returns errGone if none of the pods exists any more. done is the number of
 // bytes archived before, for the heartbeats.
 func (a *Activities) archive(ctx context.Context, ns string, t task, key string, done int64) (int64, error) {
-	var secs []section
+	pods := a.kube.CoreV1().Pods(ns)
+	var secs []Section
 	for _, tr := range t.taskRuns {
 		if tr.pod == "" {
 			continue
 		}
-		pod, err := a.kube.CoreV1().Pods(ns).Get(ctx, tr.pod, metav1.GetOptions{})
+		pod, err := pods.Get(ctx, tr.pod, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			continue
 		}
@@ -243,17 +244,19 @@ func (a *Activities) archive(ctx context.Context, ns string, t task, key string,
 			prefix = tr.name + "/"
 		}
 		for _, c := range containers(pod) {
-			secs = append(secs, section{pod: pod.Name, container: c, header: "==> " + prefix + c + " <==\n"})
+			secs = append(secs, Section{Name: prefix + c, Open: func() (io.ReadCloser, string, error) {
+				return containerLog(ctx, pods, pod.Name, c)
+			}})
 		}
 	}
 	if len(secs) == 0 {
 		return 0, errGone
 	}
-	r := &podLogs{ctx: ctx, pods: a.kube.CoreV1().Pods(ns), secs: secs}
+	r := NewReader(secs)
 	defer r.Close()
-	body := &progressReader{r: r, report: func(n int64) {
+	body := CountingReader(r, heartbeatEvery, func(n int64) {
 		activity.RecordHeartbeat(ctx, Progress{Task: t.name, TaskBytes: n, Bytes: done + n})
-	}}
+	})
 	up, err := storage.Upload(ctx, a.s3, a.cfg.Bucket, key, body, a.cfg.PartSize, ContentType)
 	var ke *kubeError
 	switch {
@@ -320,101 +323,33 @@ type kubeError struct {
 func (e *kubeError) Error() string { return e.op + ": " + e.err.Error() }
 func (e *kubeError) Unwrap() error { return e.err }
 
-// section is one container's log in an archived object.
-type section struct {
-	pod, container, header string
-}
-
-// podLogs reads the sections one after the other, each header first, and
-// opens a container's log stream only when the previous one is drained, so
-// that it holds one stream and no log in memory.
-type podLogs struct {
-	ctx     context.Context
-	pods    corev1client.PodInterface
-	secs    []section
-	cur     io.ReadCloser
-	pending []byte // header or newline, sent before reading on
-	last    byte   // the current stream's last byte so far
-}
-
-// Read implements io.Reader.
-func (p *podLogs) Read(b []byte) (int, error) {
-	for {
-		if len(p.pending) > 0 {
-			n := copy(b, p.pending)
-			p.pending = p.pending[n:]
-			return n, nil
+// containerLog opens a container's log stream. A container the kubelet
+// has no log for (one that never started, say) gets a note in the object
+// rather than failing the task. API-server errors, also while streaming,
+// come back as kubeErrors, told apart from the upload's S3 errors.
+func containerLog(ctx context.Context, pods corev1client.PodInterface, pod, container string) (io.ReadCloser, string, error) {
+	rc, err := pods.GetLogs(pod, &corev1.PodLogOptions{Container: container}).Stream(ctx)
+	switch {
+	case apierrors.IsBadRequest(err):
+		msg := err.Error()
+		var st apierrors.APIStatus
+		if errors.As(err, &st) {
+			msg = st.Status().Message
 		}
-		if p.cur != nil {
-			n, err := p.cur.Read(b)
-			if n > 0 {
-				p.last = b[n-1]
-			}
-			switch {
-			case err == io.EOF:
-				p.cur.Close()
-				p.cur = nil
-				if p.last != '\n' {
-					p.pending = []byte{'\n'}
-				}
-			case err != nil:
-				return n, &kubeError{op: "read log", err: err}
-			}
-			if n > 0 {
-				return n, nil
-			}
-			continue
-		}
-		if len(p.secs) == 0 {
-			return 0, io.EOF
-		}
-		s := p.secs[0]
-		p.secs = p.secs[1:]
-		p.pending, p.last = []byte(s.header), '\n'
-		rc, err := p.pods.GetLogs(s.pod, &corev1.PodLogOptions{Container: s.container}).Stream(p.ctx)
-		switch {
-		case apierrors.IsBadRequest(err):
-			// The kubelet has no log, e.g. for a container that never
-			// started: say so in the object rather than fail the task.
-			msg := err.Error()
-			var st apierrors.APIStatus
-			if errors.As(err, &st) {
-				msg = st.Status().Message
-			}
-			p.pending = fmt.Appendf(p.pending, "kiln: no log: %s\n", msg)
-		case err != nil:
-			return 0, &kubeError{op: fmt.Sprintf("stream log of %s/%s", s.pod, s.container), err: err}
-		default:
-			p.cur = rc
-		}
+		return nil, "kiln: no log: " + msg, nil
+	case err != nil:
+		return nil, "", &kubeError{op: fmt.Sprintf("stream log of %s/%s", pod, container), err: err}
 	}
+	return kubeStream{rc}, "", nil
 }
 
-// Close closes the open stream, if any.
-func (p *podLogs) Close() error {
-	if p.cur == nil {
-		return nil
-	}
-	err := p.cur.Close()
-	p.cur = nil
-	return err
-}
+// kubeStream marks a log stream's read errors as the API server's.
+type kubeStream struct{ io.ReadCloser }
 
-// progressReader counts what is read through it and reports the count about
-// every heartbeatEvery.
-type progressReader struct {
-	r      io.Reader
-	n      int64
-	last   time.Time
-	report func(n int64)
-}
-
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.n += int64(n)
-	if now := time.Now(); now.Sub(p.last) >= heartbeatEvery {
-		p.last = now
-		p.report(p.n)
+func (k kubeStream) Read(b []byte) (int, error) {
+	n, err := k.ReadCloser.Read(b)
+	if err != nil && err != io.EOF {
+		err = &kubeError{op: "read log", err: err}
 	}
 	return n, err
 }
