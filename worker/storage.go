@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -68,25 +69,12 @@ type Publishing struct {
 }
 
 // AWSPublishing configures kiln's AWS publishing: import the raw image,
-// register it, copy it to regions, and optionally make it public.
+// register it, copy it to regions, and optionally make it public. Its
+// fields are workflows.AWSPlan's (region, regions, public, bucket,
+// roleName, bootMode, namePrefix, tags), which builds see, and the
+// worker's own below.
 type AWSPublishing struct {
-	// Region imports the snapshot and registers the image; the raw image's
-	// bucket must be in it. Required.
-	Region string `json:"region"`
-	// Regions to copy the image to. Optional: every enabled region.
-	Regions []string `json:"regions,omitempty"`
-	// Public makes the images public.
-	Public bool `json:"public,omitempty"`
-	// Bucket holding the raw images. Optional: storage.releaseBucket.
-	Bucket string `json:"bucket,omitempty"`
-	// RoleName is VM Import's service role. Optional: vmimport.
-	RoleName string `json:"roleName,omitempty"`
-	// BootMode: uefi, legacy-bios or uefi-preferred. Optional.
-	BootMode string `json:"bootMode,omitempty"`
-	// NamePrefix starts image names. Optional: gardenlinux.
-	NamePrefix string `json:"namePrefix,omitempty"`
-	// Tags are put on every image and snapshot.
-	Tags map[string]string `json:"tags,omitempty"`
+	workflows.AWSPlan
 	// PollInterval is how often an import or a copy is looked at while
 	// it runs. Optional: 15s.
 	PollInterval Duration `json:"pollInterval,omitzero"`
@@ -150,10 +138,9 @@ func (c Config) storagePlan(p *workflows.Plan) []error {
 			errs = append(errs, errors.New("publishing.aws: aws is also in publishing.s3Only; keep one"))
 		}
 		errs = append(errs, a.Credentials.validate("publishing.aws.credentials"))
-		p.AWS = &workflows.AWSPlan{
-			Region: a.Region, Regions: slices.Clone(a.Regions), Public: a.Public, Bucket: a.Bucket,
-			RoleName: a.RoleName, BootMode: a.BootMode, NamePrefix: a.NamePrefix, Tags: a.Tags,
-		}
+		plan := a.AWSPlan
+		plan.Regions, plan.Tags = slices.Clone(a.Regions), maps.Clone(a.Tags)
+		p.AWS = &plan
 	}
 	return errs
 }
