@@ -8,13 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -26,9 +22,6 @@ import (
 // ErrTypeStorageNotConfigured is the type of the non-retryable error
 // ArchiveLogs returns when the Activities were made without an Archive.
 const ErrTypeStorageNotConfigured = "StorageNotConfigured"
-
-// archiveHeartbeat is how often ArchiveLogs heartbeats while streaming.
-const archiveHeartbeat = time.Second
 
 // Archive says where ArchiveLogs puts the step logs: the same bucket and
 // keys as the cluster's activities/logs.
@@ -99,29 +92,24 @@ func (a *Activities) ArchiveLogs(ctx context.Context, in logs.ArchiveRequest) (l
 	case err != nil:
 		return logs.ArchiveResult{}, fmt.Errorf("read pipelinerun %s: %w", in.PipelineRun, err)
 	}
-	res := logs.ArchiveResult{Logs: map[string]string{}}
+	var tasks []logs.TaskLogs
 	for _, t := range s.Tasks {
 		if t.TaskRun == "" { // skipped, or not started: the cluster has no TaskRun either
 			continue
 		}
-		activity.RecordHeartbeat(ctx, logs.Progress{Task: t.Name, Bytes: res.Bytes})
-		key := logs.Key(a.archive.Prefix, in.Path, t.Name)
-		n, err := a.archiveTask(ctx, in.PipelineRun, t, key, res.Bytes)
-		if errors.Is(err, fs.ErrNotExist) {
-			n, err = a.archivedBefore(ctx, key)
-			if err == nil && n < 0 {
-				res.Missing = append(res.Missing, t.Name)
-				continue
+		tasks = append(tasks, logs.TaskLogs{Name: t.Name, Open: func() (io.ReadCloser, error) {
+			r, err := OpenTaskLog(a.runner.root, in.PipelineRun, t)
+			if errors.Is(err, fs.ErrNotExist) {
+				err = fmt.Errorf("%w: %w", logs.ErrNoLogs, err)
 			}
-		}
-		if err != nil {
-			return res, err
-		}
-		res.Logs[t.Name] = "s3://" + a.archive.Bucket + "/" + key
-		res.Bytes += n
+			return r, err
+		}})
 	}
-	slices.Sort(res.Missing)
-	return res, nil
+	store := logs.Store{Client: a.archive.Client, Config: logs.Config{Bucket: a.archive.Bucket, Prefix: a.archive.Prefix, PartSize: a.archive.PartSize}}
+	return store.Archive(ctx, in.Path, tasks, func(task string, err error) error {
+		// Disk errors are not S3 API errors: Classify retries them.
+		return storage.Classify(fmt.Sprintf("archive logs of task %s", task), err)
+	})
 }
 
 func validateArchive(in logs.ArchiveRequest) error {
@@ -137,44 +125,6 @@ func validateArchive(in logs.ArchiveRequest) error {
 		}
 	}
 	return nil
-}
-
-// archiveTask streams t's step logs into key and returns their size. It
-// returns an error wrapping fs.ErrNotExist if the task has no logs here.
-// done is the number of bytes archived before, for the heartbeats.
-func (a *Activities) archiveTask(ctx context.Context, run string, t TaskStatus, key string, done int64) (int64, error) {
-	r, err := OpenTaskLog(a.runner.root, run, t)
-	if err != nil {
-		return 0, err
-	}
-	defer r.Close()
-	body := logs.CountingReader(r, archiveHeartbeat, func(n int64) {
-		activity.RecordHeartbeat(ctx, logs.Progress{Task: t.Name, TaskBytes: n, Bytes: done + n})
-	})
-	up, err := storage.Upload(ctx, a.archive.Client, a.archive.Bucket, key, body, a.archive.PartSize, logs.ContentType)
-	switch {
-	case err == nil:
-		return up.Bytes, nil
-	case ctx.Err() != nil:
-		return 0, ctx.Err()
-	default:
-		// Disk errors are not S3 API errors: Classify retries them.
-		return 0, storage.Classify(fmt.Sprintf("archive logs of task %s", t.Name), err)
-	}
-}
-
-// archivedBefore returns the size of key if an earlier attempt archived it,
-// or -1.
-func (a *Activities) archivedBefore(ctx context.Context, key string) (int64, error) {
-	head, err := a.archive.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &a.archive.Bucket, Key: &key})
-	var re interface{ HTTPStatusCode() int }
-	if errors.As(err, &re) && re.HTTPStatusCode() == 404 {
-		return -1, nil
-	}
-	if err != nil {
-		return 0, storage.Classify("head "+key, err)
-	}
-	return aws.ToInt64(head.ContentLength), nil
 }
 
 // ReadStatus returns the recorded status of the run named name under root

@@ -9,12 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -127,26 +125,21 @@ func (a *Activities) ArchiveLogs(ctx context.Context, in ArchiveRequest) (Archiv
 	if err != nil {
 		return ArchiveResult{}, err
 	}
-	res := ArchiveResult{Logs: map[string]string{}}
-	for _, t := range tasks {
-		activity.RecordHeartbeat(ctx, Progress{Task: t.name, Bytes: res.Bytes})
-		key := Key(a.cfg.Prefix, in.Path, t.name)
-		n, err := a.archive(ctx, in.Namespace, t, key, res.Bytes)
-		if errors.Is(err, errGone) {
-			n, err = a.archivedBefore(ctx, key)
-			if err == nil && n < 0 {
-				res.Missing = append(res.Missing, t.name)
-				continue
-			}
-		}
-		if err != nil {
-			return res, err
-		}
-		res.Logs[t.name] = "s3://" + a.cfg.Bucket + "/" + key
-		res.Bytes += n
+	taskLogs := make([]TaskLogs, len(tasks))
+	for i, t := range tasks {
+		taskLogs[i] = TaskLogs{Name: t.name, Open: func() (io.ReadCloser, error) { return a.open(ctx, in.Namespace, t) }}
 	}
-	slices.Sort(res.Missing)
-	return res, nil
+	return Store{Client: a.s3, Config: a.cfg}.Archive(ctx, in.Path, taskLogs, func(task string, err error) error {
+		var ke *kubeError
+		switch {
+		case errors.As(err, &ke) && apierrors.IsNotFound(ke.err):
+			return fmt.Errorf("%w: %w", ErrNoLogs, err) // deleted while streaming
+		case errors.As(err, &ke):
+			return classifyKube(ke.op, ke.err)
+		default:
+			return storage.Classify(fmt.Sprintf("archive logs of task %s", task), err)
+		}
+	})
 }
 
 func (in ArchiveRequest) validate() error {
@@ -219,13 +212,9 @@ func (a *Activities) tasks(ctx context.Context, ns, name string) ([]task, error)
 	return tasks, nil
 }
 
-// errGone means that none of a task's pods exists.
-var errGone = errors.New("the task's pods are gone")
-
-// archive streams the logs of t's pods into key and returns their size. It
-// returns errGone if none of the pods exists any more. done is the number of
-// bytes archived before, for the heartbeats.
-func (a *Activities) archive(ctx context.Context, ns string, t task, key string, done int64) (int64, error) {
+// open returns the log of t's pods, one section per container, or an
+// error wrapping ErrNoLogs if none of its pods exists any more.
+func (a *Activities) open(ctx context.Context, ns string, t task) (io.ReadCloser, error) {
 	pods := a.kube.CoreV1().Pods(ns)
 	var secs []Section
 	for _, tr := range t.taskRuns {
@@ -237,7 +226,7 @@ func (a *Activities) archive(ctx context.Context, ns string, t task, key string,
 			continue
 		}
 		if err != nil {
-			return 0, classifyKube(fmt.Sprintf("get pod %s/%s", ns, tr.pod), err)
+			return nil, classifyKube(fmt.Sprintf("get pod %s/%s", ns, tr.pod), err)
 		}
 		prefix := ""
 		if len(t.taskRuns) > 1 {
@@ -250,27 +239,9 @@ func (a *Activities) archive(ctx context.Context, ns string, t task, key string,
 		}
 	}
 	if len(secs) == 0 {
-		return 0, errGone
+		return nil, fmt.Errorf("task %s: %w", t.name, ErrNoLogs)
 	}
-	r := NewReader(secs)
-	defer r.Close()
-	body := CountingReader(r, heartbeatEvery, func(n int64) {
-		activity.RecordHeartbeat(ctx, Progress{Task: t.name, TaskBytes: n, Bytes: done + n})
-	})
-	up, err := storage.Upload(ctx, a.s3, a.cfg.Bucket, key, body, a.cfg.PartSize, ContentType)
-	var ke *kubeError
-	switch {
-	case err == nil:
-		return up.Bytes, nil
-	case errors.As(err, &ke) && apierrors.IsNotFound(ke.err):
-		return 0, errGone // deleted while streaming; the upload was aborted
-	case errors.As(err, &ke):
-		return 0, classifyKube(ke.op, ke.err)
-	case ctx.Err() != nil:
-		return 0, ctx.Err()
-	default:
-		return 0, storage.Classify(fmt.Sprintf("archive logs of task %s", t.name), err)
-	}
+	return NewReader(secs), nil
 }
 
 // containers returns the names of a Tekton pod's step containers, then its
@@ -286,20 +257,6 @@ func containers(pod *corev1.Pod) []string {
 		}
 	}
 	return append(steps, sidecars...)
-}
-
-// archivedBefore returns the size of key if an earlier attempt archived it,
-// or -1.
-func (a *Activities) archivedBefore(ctx context.Context, key string) (int64, error) {
-	head, err := a.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &a.cfg.Bucket, Key: &key})
-	var re interface{ HTTPStatusCode() int }
-	if errors.As(err, &re) && re.HTTPStatusCode() == 404 {
-		return -1, nil
-	}
-	if err != nil {
-		return 0, storage.Classify("head "+key, err)
-	}
-	return aws.ToInt64(head.ContentLength), nil
 }
 
 // classifyKube sorts an API-server error: refused credentials are permanent,
