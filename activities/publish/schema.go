@@ -34,17 +34,6 @@ var schemas = map[string]platformSchema{
 	"azure": {anyOf: []string{"urn", "gallery-images"}, mapFn: azureImages},
 }
 
-// SchemaPlatforms lists the platforms with a published-image schema of
-// their own (besides aws).
-func SchemaPlatforms() []string {
-	out := make([]string, 0, len(schemas))
-	for p := range schemas {
-		out = append(out, p)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // MapResults maps a publish pipeline's results to the platform's
 // published-image metadata. It names the result that is missing or
 // malformed.
