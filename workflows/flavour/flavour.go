@@ -1,15 +1,22 @@
 // Package flavour reads Garden Linux flavour files and expands them into
-// flavours: one image variant each, a platform, an architecture and a set of
-// features. It reads both formats Garden Linux used:
+// flavours: one image variant each, a platform, an architecture and a list
+// of features. It reads both formats Garden Linux used:
 //
 //   - 2021 flavours.yaml: named flavour_sets whose flavour_combinations
 //     expand as the cross product architectures × platforms × modifiers;
-//   - 2024 flavors.yaml: targets (platforms) listing explicit flavors, each
-//     with features, arch and build/test/test-platform/publish flags.
+//   - 2024 flavors.yaml: targets (platforms, each with a category) listing
+//     explicit flavors, each with features, arch and
+//     build/test/test-platform/publish flags.
+//
+// The two formats name flavours differently (see [Flavour.Name]): the 2021
+// rule sorts the features, the 2024 rule is gl-flavors-parse's and keeps
+// them in the file's order. [Select] filters flavours the way
+// gl-flavors-parse's options do; [NoArch] and [ByArch] give its output
+// forms.
 //
 // Expansion is pure and deterministic: the same file gives the same
-// flavours in the same order (sorted by canonical name), so workflows may
-// call it.
+// flavours in the same order (sorted by canonical name, [Flavour.Name]), so
+// workflows may call it.
 package flavour
 
 import (
@@ -22,6 +29,10 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// DefaultArch is the architecture of a 2024 flavor that names none, as in
+// gl-flavors-parse.
+const DefaultArch = "amd64"
+
 // Flavour is one image variant.
 type Flavour struct {
 	// Platform is the target platform: aws, gcp, azure, ali, openstack,
@@ -29,22 +40,67 @@ type Flavour struct {
 	Platform string `json:"platform"`
 	// Arch is the CPU architecture: amd64 or arm64.
 	Arch string `json:"arch"`
-	// Features are the flavour's features (2021: modifiers), sorted. Names
-	// starting with "_" are flags such as _prod.
+	// Features are the flavour's features. From a 2021 file (the
+	// modifiers) they are sorted and without duplicates; from a 2024 file
+	// they are exactly the file's list, in its order, which the name
+	// follows. Names starting with "_" are flags such as _prod.
 	Features []string `json:"features,omitempty"`
-	// Build, Test, TestPlatform and Publish are the 2024 format's flags;
-	// flavours from the 2021 format build, test and publish.
+	// Build, Test, TestPlatform and Publish are the 2024 format's flags
+	// (false when the file omits them); flavours from the 2021 format
+	// build, test and publish.
 	Build        bool `json:"build"`
 	Test         bool `json:"test"`
 	TestPlatform bool `json:"testPlatform"`
 	Publish      bool `json:"publish"`
+	// Category is the 2024 target's category (public-cloud, baremetal,
+	// container, …), empty when the target has none. The 2021 format has
+	// no categories.
+	Category string `json:"category,omitempty"`
+	// Format is the format the flavour was read from, which decides its
+	// name: Format2024 for the 2024 format; empty (or Format2021) for the
+	// 2021 format and for flavours built by hand.
+	Format Format `json:"format,omitempty"`
 }
 
-// Name is the flavour's canonical name, as Garden Linux writes it: the
-// platform, the sorted plain features joined by "-", the sorted flag
-// features ("_prod") appended without a separator, and the architecture.
-// Examples: "aws-gardener_prod-amd64", "metal-amd64".
+// Name is the flavour's canonical name, as Garden Linux writes it.
+//
+// For the 2024 format (Format == Format2024) it is gl-flavors-parse's
+// rule: "<platform>-" + "-<features joined by "-" in order>" (nothing when
+// there are none) + "-<arch>", then every "--" replaced by "-" and after
+// that every "-_" by "_". Nothing is sorted: features [gardener, _prod,
+// _trustedboot] on aws amd64 give "aws-gardener_prod_trustedboot-amd64",
+// [_prod, gardener] give "aws_prod-gardener-amd64", [_pxe] on metal gives
+// "metal_pxe-amd64" and no features "container-amd64".
+//
+// Otherwise (2021 format) it is the platform, the plain features joined by
+// "-", the flag features ("_prod") appended without a separator (after a
+// "-" when there are only flags), and the architecture, each in the order
+// of Features, which Parse sorts for the 2021 format:
+// "aws-gardener_prod-amd64", "kvm-_prod-amd64", "metal-amd64".
 func (f Flavour) Name() string {
+	if f.Format == Format2024 {
+		return f.name2024()
+	}
+	return f.name2021()
+}
+
+func (f Flavour) name2024() string {
+	var b strings.Builder
+	b.WriteString(f.Platform)
+	b.WriteByte('-')
+	if len(f.Features) > 0 {
+		b.WriteByte('-')
+		b.WriteString(strings.Join(f.Features, "-"))
+	}
+	b.WriteByte('-')
+	b.WriteString(f.Arch)
+	// Like Python's str.replace: each replacement once over the whole
+	// string, non-overlapping occurrences from left to right.
+	s := strings.ReplaceAll(b.String(), "--", "-")
+	return strings.ReplaceAll(s, "-_", "_")
+}
+
+func (f Flavour) name2021() string {
 	var b strings.Builder
 	b.WriteString(f.Platform)
 	var flags []string
@@ -119,7 +175,10 @@ func Buildable(fl []Flavour) []Flavour {
 }
 
 // Parse reads a flavour file in either format, recognised by its top-level
-// key. Errors name the line and the field.
+// key. Errors name the line and the field. In the 2024 format a flavor
+// without arch is DefaultArch and a missing flag is false, as in
+// gl-flavors-parse; its features keep the file's order. Two flavours with
+// the same name are an error.
 func Parse(data []byte) (*File, error) {
 	var top yaml.Node
 	if err := yaml.Unmarshal(data, &top); err != nil {
@@ -158,7 +217,7 @@ type file2024 struct {
 		Category string `yaml:"category"`
 		Flavors  []struct {
 			Features     []string `yaml:"features"`
-			Arch         string   `yaml:"arch"`
+			Arch         *string  `yaml:"arch"`
 			Build        bool     `yaml:"build"`
 			Test         bool     `yaml:"test"`
 			TestPlatform bool     `yaml:"test-platform"`
@@ -249,12 +308,21 @@ func parse2024(data []byte) (*File, error) {
 			return nil, fmt.Errorf("%s.name: required", path)
 		}
 		for fi, v := range t.Flavors {
-			if v.Arch == "" {
-				return nil, fmt.Errorf("%s.flavors[%d].arch: required (target %s)", path, fi, t.Name)
+			arch := DefaultArch
+			if v.Arch != nil {
+				if *v.Arch == "" {
+					return nil, fmt.Errorf("%s.flavors[%d].arch: empty (target %s); write amd64 or arm64, or leave arch out for %s", path, fi, t.Name, DefaultArch)
+				}
+				arch = *v.Arch
+			}
+			var features []string // in the file's order: the name follows it
+			if len(v.Features) > 0 {
+				features = slices.Clone(v.Features)
 			}
 			fl = append(fl, Flavour{
-				Platform: t.Name, Arch: v.Arch, Features: sortedSet(v.Features),
+				Platform: t.Name, Arch: arch, Features: features,
 				Build: v.Build, Test: v.Test, TestPlatform: v.TestPlatform, Publish: v.Publish,
+				Category: t.Category, Format: Format2024,
 			})
 		}
 	}
