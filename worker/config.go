@@ -188,11 +188,15 @@ func (s SMTP) config(c Config) notify.SMTPConfig {
 
 // Phases configures the pipelines of a build's phases.
 type Phases struct {
-	Base     *PhaseConfig           `json:"base,omitempty"`
-	Packages *PhaseConfig           `json:"packages,omitempty"`
-	Image    *PhaseConfig           `json:"image,omitempty"`
-	Test     *PhaseConfig           `json:"test,omitempty"`
-	Publish  map[string]PhaseConfig `json:"publish,omitempty"`
+	Base     *PhaseConfig `json:"base,omitempty"`
+	Packages *PhaseConfig `json:"packages,omitempty"`
+	Image    *PhaseConfig `json:"image,omitempty"`
+	Test     *PhaseConfig `json:"test,omitempty"`
+	// TestPlatform is the platform test, run only for flavours whose
+	// flavour file sets test-platform: true (Garden Linux's platform
+	// tests, which boot the image on its cloud).
+	TestPlatform *PhaseConfig           `json:"testPlatform,omitempty"`
+	Publish      map[string]PhaseConfig `json:"publish,omitempty"`
 }
 
 // PhaseConfig is one phase's pipeline.
@@ -211,7 +215,8 @@ type PhaseConfig struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 	// Params are text/template templates over the build: {{.Commit}},
 	// {{.Branch}}, {{.Version}}, {{.Flavour.Platform}}, {{.Flavour.Arch}},
-	// {{.Params.name}}, {{.Results.base.digest}}.
+	// {{.Params.name}}, {{.Results.base.digest}}, and the function join:
+	// {{join .Flavour.Features ","}}.
 	Params map[string]string `json:"params,omitempty"`
 	// Workspaces bind the pipeline's workspaces, as in a PipelineRun.
 	Workspaces []pipelinev1.WorkspaceBinding `json:"workspaces,omitempty"`
@@ -383,6 +388,7 @@ func (c Config) Plan() (workflows.Plan, *flavour.File, error) {
 	p.Packages = phase("phases.packages", c.Phases.Packages)
 	p.Image = phase("phases.image", c.Phases.Image)
 	p.Test = phase("phases.test", c.Phases.Test)
+	p.TestPlatform = phase("phases.testPlatform", c.Phases.TestPlatform)
 	if c.Phases.Image == nil {
 		errs = append(errs, errors.New("phases.image: required: the pipeline that builds one flavour's image"))
 	}

@@ -89,7 +89,7 @@ func (c Config) checkLocal(p workflows.Plan, opts local.Options) []error {
 		path string
 		cfg  *workflows.PipelineConfig
 	}
-	phases := []phase{{"phases.base", p.Base}, {"phases.packages", p.Packages}, {"phases.image", p.Image}, {"phases.test", p.Test}}
+	phases := []phase{{"phases.base", p.Base}, {"phases.packages", p.Packages}, {"phases.image", p.Image}, {"phases.test", p.Test}, {"phases.testPlatform", p.TestPlatform}}
 	for _, platform := range slices.Sorted(maps.Keys(p.Publish)) {
 		cfg := p.Publish[platform]
 		phases = append(phases, phase{"phases.publish." + platform, &cfg})

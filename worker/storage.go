@@ -41,6 +41,11 @@ type Storage struct {
 	LogBucket string `json:"logBucket,omitempty"`
 	// Prefix starts every release and log key, such as "gardenlinux/".
 	Prefix string `json:"prefix,omitempty"`
+	// Layout is how released files are keyed: gardenlinux (the default:
+	// objects/<base>/<file> with Garden Linux's object tags, as glci reads
+	// them) or content-addressed (objects/sha256/<hex>, each content once).
+	// Manifests are Garden Linux's YAML under meta/singles/<base> in both.
+	Layout string `json:"layout,omitempty"`
 	// ArchiveLogs archives every PipelineRun's logs after it ends.
 	// Optional: default true.
 	ArchiveLogs *bool `json:"archiveLogs,omitempty"`
@@ -99,6 +104,11 @@ func (c Config) storagePlan(p *workflows.Plan) []error {
 		}
 		if s.Prefix != "" && !strings.HasSuffix(s.Prefix, "/") {
 			errs = append(errs, fmt.Errorf("storage.prefix: %q must end with /", s.Prefix))
+		}
+		switch storage.Layout(s.Layout) {
+		case "", storage.LayoutGardenLinux, storage.LayoutContentAddressed:
+		default:
+			errs = append(errs, fmt.Errorf("storage.layout: %q: want %s (the default) or %s", s.Layout, storage.LayoutGardenLinux, storage.LayoutContentAddressed))
 		}
 		errs = append(errs, s.Credentials.validate("storage.credentials"))
 		p.Storage = &workflows.StoragePlan{
@@ -235,7 +245,7 @@ func (c Config) S3Client(ctx context.Context) (*s3.Client, error) {
 
 // StorageConfig is the storage activities' configuration.
 func (c Config) StorageConfig() storage.Config {
-	return storage.Config{StagingBucket: c.Storage.StagingBucket, ReleaseBucket: c.Storage.ReleaseBucket, Prefix: c.Storage.Prefix}
+	return storage.Config{StagingBucket: c.Storage.StagingBucket, ReleaseBucket: c.Storage.ReleaseBucket, Prefix: c.Storage.Prefix, Layout: storage.Layout(c.Storage.Layout)}
 }
 
 // LogBucket is the bucket of archived logs.

@@ -11,13 +11,11 @@ import (
 
 	"github.com/kiln-build/kiln/activities/logs"
 	"github.com/kiln-build/kiln/activities/storage"
+	"github.com/kiln-build/kiln/workflows/release"
 )
 
 // Change IDs of the artifact work (Plan.Storage).
 const (
-	// changeArtifacts: flavours verify, promote and write release
-	// manifests, and a flavour whose manifest exists is not built again.
-	changeArtifacts = "artifacts"
 	// changeLogArchive: every PipelineRun's logs are archived after it
 	// ends.
 	changeLogArchive = "log-archive"
@@ -35,8 +33,11 @@ const PhaseArtifacts = "artifacts"
 
 // ResultArtifacts is the image pipeline's result that lists the flavour's
 // artifacts in the staging bucket: a JSON array of
-// {"name": "rootfs.raw", "key": "…", "size": 123, "sha256": "<hex>"}, as a
-// string result or an array result of such objects' JSON.
+// {"name": "<base>.raw", "key": "…", "size": 123, "sha256": "<hex>",
+// "md5": "<hex>"} (md5 optional: kiln computes it when absent), as a string
+// result or an array result of such objects' JSON. Garden Linux names its
+// files <base><suffix>; a file named otherwise is released as
+// <base>.<name>.
 const ResultArtifacts = "artifacts"
 
 // ErrTypeArtifactsMissing: the image pipeline did not report its
@@ -120,21 +121,38 @@ func parseArtifacts(flavourName string, results map[string]string) ([]storage.Ar
 	return arts, nil
 }
 
+// ResultCName is the image pipeline's optional result that names the
+// flavour's canonical name as the build resolved it (Garden Linux's
+// GARDENLINUX_CNAME: <cname>, <cname>-<arch> or the whole base name). A
+// <cname>.release file among the artifacts says the same and wins.
+const ResultCName = "cname"
+
+// ErrTypeCNameInvalid: the canonical name the build reported (its cname
+// result or .release file) is malformed or disagrees with the build's
+// version, commit or architecture.
+const ErrTypeCNameInvalid = "CNameInvalid"
+
 // flavourArtifacts is FlavourBuild's artifact work.
 type flavourArtifacts struct {
 	in        FlavourInput
 	res       *FlavourResult
 	st        *PhaseState
 	artifacts []storage.Artifact // verified
+	identity  release.Identity   // the build's canonical name and facts
 }
 
-// findManifest looks for the flavour's manifest. When it exists, the
-// flavour was built before: every phase is skipped and the result carries
-// the manifest.
+// findManifest looks for the flavour's manifest, written by kiln or by
+// Garden Linux's own tools (whose canonical name may order the features
+// differently). When it exists, the flavour was built before: every phase
+// is skipped and the result carries the manifest.
 func (fa *flavourArtifacts) findManifest(ctx workflow.Context) (bool, error) {
 	var s *storage.Activities
 	var found storage.Found
-	req := storage.FindManifestRequest{Flavour: fa.in.Flavour.Name(), Version: fa.in.Request.Version, Commit: fa.in.Request.Commit}
+	f := fa.in.Flavour
+	req := storage.FindManifestRequest{
+		Flavour: f.Name(), Platform: f.Platform, Arch: f.Arch, Features: f.Features,
+		Version: fa.in.Request.Version, Commit: fa.in.Request.Commit,
+	}
 	if err := workflow.ExecuteActivity(storageCtx(ctx, fa.in.Plan.HeartbeatTimeout), s.FindManifest, req).Get(ctx, &found); err != nil {
 		return false, err
 	}
@@ -145,19 +163,25 @@ func (fa *flavourArtifacts) findManifest(ctx workflow.Context) (bool, error) {
 	for i := range fa.res.Phases {
 		fa.res.Phases[i].State, fa.res.Phases[i].Reason = StateSkipped, reason
 	}
-	fa.res.Manifest, fa.res.Reused, fa.res.Files = found.Key, true, found.Manifest.Files
-	fa.res.Published = len(found.Manifest.PublishedImages) > 0
-	fa.res.TestFailed = found.Manifest.TestResult == storage.TestFailed
+	fa.res.Manifest, fa.res.Reused, fa.res.Files = found.Key, true, found.Files
+	fa.res.Base = found.Base
+	fa.res.Published = found.Published
+	fa.res.TestFailed = found.TestResult == storage.TestFailed
 	return true, nil
 }
 
-// verify checks the artifacts the image pipeline reported.
+// verify checks the artifacts the image pipeline reported and resolves the
+// flavour's canonical name from its .release file or cname result.
 func (fa *flavourArtifacts) verify(ctx workflow.Context) error {
 	fa.st.State, fa.st.Start = StateRunning, workflow.Now(ctx)
 	arts, err := parseArtifacts(fa.in.Flavour.Name(), fa.res.Image)
+	var vr storage.VerifyResult
 	if err == nil {
 		var s *storage.Activities
-		err = workflow.ExecuteActivity(storageCtx(ctx, fa.in.Plan.HeartbeatTimeout), s.Verify, storage.VerifyRequest{Flavour: fa.in.Flavour.Name(), Artifacts: arts}).Get(ctx, nil)
+		err = workflow.ExecuteActivity(storageCtx(ctx, fa.in.Plan.HeartbeatTimeout), s.Verify, storage.VerifyRequest{Flavour: fa.in.Flavour.Name(), Artifacts: arts}).Get(ctx, &vr)
+	}
+	if err == nil {
+		fa.identity, err = fa.identify(vr)
 	}
 	if err != nil {
 		fa.st.End = workflow.Now(ctx)
@@ -167,8 +191,45 @@ func (fa *flavourArtifacts) verify(ctx workflow.Context) error {
 		}
 		return err
 	}
-	fa.artifacts = arts
+	fa.artifacts = vr.Artifacts
+	if len(fa.artifacts) == 0 {
+		fa.artifacts = arts
+	}
+	fa.res.Base = fa.identity.Base
 	return nil
+}
+
+// identify resolves the build's identity: its canonical name from the
+// .release artifact, else the cname result, else the flavour's own name,
+// checked against the build's version, commit and architecture.
+func (fa *flavourArtifacts) identify(vr storage.VerifyResult) (release.Identity, error) {
+	f := fa.in.Flavour
+	in := release.ResolveInput{
+		FlavourName: f.Name(), Platform: f.Platform, Arch: f.Arch, Features: f.Features,
+		Version: fa.in.Request.Version, Commit: fa.in.Request.Commit, CName: fa.res.Image[ResultCName],
+	}
+	bad := func(what string, err error) (release.Identity, error) {
+		return release.Identity{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %s: %v", f.Name(), what, err), ErrTypeCNameInvalid, nil)
+	}
+	if vr.Release != "" {
+		r, err := release.ParseRelease([]byte(vr.Release))
+		if err != nil {
+			return bad("its .release file", err)
+		}
+		in.Release = &r
+	}
+	if vr.Requirements != "" {
+		r, err := release.ParseRequirements([]byte(vr.Requirements))
+		if err != nil {
+			return bad("its .requirements file", err)
+		}
+		in.Requirements = &r
+	}
+	id, err := release.Resolve(in)
+	if err != nil {
+		return release.Identity{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeCNameInvalid, nil)
+	}
+	return id, nil
 }
 
 // manifest promotes the verified artifacts and writes the flavour's
@@ -177,15 +238,15 @@ func (fa *flavourArtifacts) manifest(ctx workflow.Context, built time.Time) erro
 	var s *storage.Activities
 	sctx := storageCtx(ctx, fa.in.Plan.HeartbeatTimeout)
 	var promoted storage.PromoteResult
-	err := workflow.ExecuteActivity(sctx, s.Promote, storage.PromoteRequest{Artifacts: fa.artifacts}).Get(ctx, &promoted)
+	err := workflow.ExecuteActivity(sctx, s.Promote, storage.PromoteRequest{Artifacts: fa.artifacts, Identity: fa.identity}).Get(ctx, &promoted)
 	if err == nil {
 		fa.res.Files = promoted.Files
-		test := storage.TestNotRun
+		test := ""
 		switch {
-		case fa.res.Phases[1].State == StateSucceeded:
-			test = storage.TestPassed
 		case fa.res.TestFailed:
 			test = storage.TestFailed
+		case fa.res.phase(PhaseTest).State == StateSucceeded:
+			test = storage.TestPassed
 		}
 		logs := map[string]string{}
 		for _, ph := range fa.res.Phases {
@@ -193,13 +254,10 @@ func (fa *flavourArtifacts) manifest(ctx workflow.Context, built time.Time) erro
 				logs[ph.Name+"/"+task] = uri
 			}
 		}
-		m := storage.Manifest{
-			BuildID: fa.in.BuildID, Flavour: fa.in.Flavour.Name(), Repo: fa.in.Request.Repo,
-			Commit: fa.in.Request.Commit, Version: fa.in.Request.Version,
-			Architecture: fa.in.Flavour.Arch, Platform: fa.in.Flavour.Platform, Features: fa.in.Flavour.Features,
-			BuildTimestamp: built.UTC(), Files: promoted.Files, TestResult: test, Logs: logs,
-		}
-		err = workflow.ExecuteActivity(sctx, s.PutManifest, m).Get(ctx, &fa.res.Manifest)
+		err = workflow.ExecuteActivity(sctx, s.PutManifest, storage.PutManifestRequest{
+			Identity: fa.identity, Files: promoted.Files, BuildTimestamp: built.UTC(), TestResult: test,
+			BuildID: fa.in.BuildID, Repo: fa.in.Request.Repo, Flavour: fa.in.Flavour.Name(), Logs: logs,
+		}).Get(ctx, &fa.res.Manifest)
 	}
 	fa.st.End = workflow.Now(ctx)
 	if err != nil {
@@ -213,11 +271,17 @@ func (fa *flavourArtifacts) manifest(ctx workflow.Context, built time.Time) erro
 	return nil
 }
 
-// artifactURIs maps a manifest's files to their s3:// URIs.
+// artifactURIs maps a manifest's files to their s3:// URIs, by name
+// (<base>.raw) and by suffix (.raw), so a publish pipeline's params need not
+// spell the base name: {{index .Artifacts ".raw"}}.
 func artifactURIs(bucket string, files []storage.File) map[string]string {
-	m := make(map[string]string, len(files))
+	m := make(map[string]string, 2*len(files))
 	for _, f := range files {
-		m[f.Name] = "s3://" + bucket + "/" + f.Key
+		uri := "s3://" + bucket + "/" + f.Key
+		m[f.Name] = uri
+		if f.Suffix != "" {
+			m[f.Suffix] = uri
+		}
 	}
 	return m
 }

@@ -18,10 +18,12 @@ import (
 	"github.com/kiln-build/kiln/activities/storage"
 	"github.com/kiln-build/kiln/activities/tekton"
 	"github.com/kiln-build/kiln/workflows"
+	"github.com/kiln-build/kiln/workflows/flavour"
 )
 
 // store stands in for the storage and log activities: it keeps manifests
-// and sets in memory and records every call.
+// (built by the real storage.BuildManifest) and sets in memory and records
+// every call.
 type store struct {
 	mu        sync.Mutex
 	manifests map[string]storage.Manifest
@@ -30,46 +32,64 @@ type store struct {
 	promoted  int      // artifacts copied
 	archived  []string // PipelineRuns
 	corrupt   string   // a flavour whose artifacts fail Verify
+	// release and requirements are the .release and .requirements files'
+	// contents Verify returns, by flavour.
+	release, requirements map[string]string
 }
 
 func newStore() *store {
-	return &store{manifests: map[string]storage.Manifest{}, sets: map[string]storage.ManifestSet{}}
+	return &store{manifests: map[string]storage.Manifest{}, sets: map[string]storage.ManifestSet{},
+		release: map[string]string{}, requirements: map[string]string{}}
+}
+
+// keyOf is the manifest key of a flavour of request() whose build reported
+// no other canonical name.
+func keyOf(f flavour.Flavour) string {
+	return storage.ManifestKey("", f.Name()+"-1443.3-0123abcd")
 }
 
 func (s *store) register(env *testsuite.TestWorkflowEnvironment) {
 	reg(env, "FindManifest", func(_ context.Context, in storage.FindManifestRequest) (storage.Found, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		key := storage.ManifestKey("", in.Flavour, in.Version, in.Commit)
-		m, ok := s.manifests[key]
-		return storage.Found{Found: ok, Key: key, Manifest: m}, nil
+		// Found by kiln's flavour name, or by the flavour name of a
+		// manifest that Garden Linux's tools wrote (no kiln facts).
+		for key, m := range s.manifests {
+			if (m.Kiln != nil && m.Kiln.Flavour == in.Flavour) || key == storage.ManifestKey("", in.Flavour+"-"+in.Version+"-"+in.Commit) {
+				published := len(m.PublishedImageMetadata) > 0
+				return storage.Found{Found: true, Key: key, Manifest: m, Files: m.Files(), Base: strings.TrimPrefix(key, "meta/singles/"),
+					Published: published, TestResult: m.Test()}, nil
+			}
+		}
+		return storage.Found{}, nil
 	})
-	reg(env, "Verify", func(_ context.Context, in storage.VerifyRequest) error {
+	reg(env, "Verify", func(_ context.Context, in storage.VerifyRequest) (storage.VerifyResult, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if in.Flavour == s.corrupt {
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: artifact rootfs.raw at %s is corrupt: sha256 0000, reported %s", in.Flavour, in.Artifacts[0].Key, in.Artifacts[0].SHA256), storage.ErrTypeArtifactCorrupt, nil)
+			return storage.VerifyResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: artifact rootfs.raw at %s is corrupt: sha256 0000, reported %s", in.Flavour, in.Artifacts[0].Key, in.Artifacts[0].SHA256), storage.ErrTypeArtifactCorrupt, nil)
 		}
 		s.verified = append(s.verified, in.Flavour)
-		return nil
+		return storage.VerifyResult{Artifacts: in.Artifacts, Release: s.release[in.Flavour], Requirements: s.requirements[in.Flavour]}, nil
 	})
 	reg(env, "Promote", func(_ context.Context, in storage.PromoteRequest) (storage.PromoteResult, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		var res storage.PromoteResult
 		for _, art := range in.Artifacts {
-			res.Files = append(res.Files, storage.File{Name: art.Name, Key: storage.ObjectKey("", art.SHA256), Size: art.Size, SHA256: art.SHA256})
+			name, suffix := storage.GardenLinuxName(in.Identity.Base, art.Name)
+			res.Files = append(res.Files, storage.File{Name: name, Suffix: suffix, Key: storage.GardenLinuxObjectKey("", in.Identity.Base, name), Size: art.Size, SHA256: art.SHA256})
 			res.Copied++
 		}
 		s.promoted += res.Copied
 		return res, nil
 	})
-	reg(env, "PutManifest", func(_ context.Context, m storage.Manifest) (string, error) {
+	reg(env, "PutManifest", func(_ context.Context, in storage.PutManifestRequest) (string, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		key := storage.ManifestKey("", m.Flavour, m.Version, m.Commit)
+		key := storage.ManifestKey("", in.Identity.Base)
 		if _, ok := s.manifests[key]; !ok {
-			s.manifests[key] = m
+			s.manifests[key] = storage.BuildManifest(in, storage.LayoutGardenLinux, "releases", key)
 		}
 		return key, nil
 	})
@@ -87,7 +107,7 @@ func (s *store) register(env *testsuite.TestWorkflowEnvironment) {
 		if !ok {
 			return temporal.NewNonRetryableApplicationError("no manifest "+in.Key, storage.ErrTypeArtifactMissing, nil)
 		}
-		m.PublishedImages = in.Images
+		m.PublishedImageMetadata = in.Images
 		s.manifests[in.Key] = m
 		return nil
 	})
@@ -132,9 +152,11 @@ func TestArtifactsManifestsAndSet(t *testing.T) {
 		t.Fatalf("verified %v, promoted %d, manifests %d; want all 3 flavours", st.verified, st.promoted, len(st.manifests))
 	}
 	for _, f := range fl {
-		m := st.manifests[storage.ManifestKey("", f.Name(), "1443.3", "0123abcd")]
-		if m.Platform != f.Platform || m.Architecture != f.Arch || m.TestResult != storage.TestPassed || len(m.Files) != 1 ||
-			m.Files[0].Name != "rootfs.raw" || !strings.HasPrefix(m.Logs["image/build"], "s3://releases/logs/") || m.Logs["test/build"] == "" {
+		m := st.manifests[keyOf(f)]
+		base := f.Name() + "-1443.3-0123abcd"
+		if m.Platform != f.Platform || m.Architecture != f.Arch || m.Test() != storage.TestPassed || len(m.Paths) != 1 ||
+			m.Paths[0].Name != base+".rootfs.raw" || m.Paths[0].S3Key != "objects/"+base+"/"+base+".rootfs.raw" ||
+			m.Kiln == nil || !strings.HasPrefix(m.Kiln.Logs["image/build"], "s3://releases/logs/") || m.Kiln.Logs["test/build"] == "" {
 			t.Errorf("manifest of %s = %+v", f.Name(), m)
 		}
 	}
@@ -152,7 +174,7 @@ func TestArtifactsManifestsAndSet(t *testing.T) {
 		t.Errorf("progress: set %q, base logs %v", p.ManifestSet, p.Phases[0].Logs)
 	}
 	for _, f := range p.Flavours {
-		if f.Manifest == "" || f.Phases[2].Name != workflows.PhaseArtifacts || f.Phases[2].State != workflows.StateSucceeded {
+		if f.Manifest == "" || f.Base == "" || f.Phases[2].Name != workflows.PhaseArtifacts || f.Phases[2].State != workflows.StateSucceeded {
 			t.Errorf("flavour %s: %+v", f.Name, f)
 		}
 	}
@@ -162,8 +184,8 @@ func TestRerunSkipsFlavoursWithAManifest(t *testing.T) {
 	st := newStore()
 	fl := flavours(3)
 	built := fl[1]
-	key := storage.ManifestKey("", built.Name(), "1443.3", "0123abcd")
-	st.manifests[key] = storage.Manifest{Flavour: built.Name(), TestResult: storage.TestPassed, Files: []storage.File{{Name: "rootfs.raw", Key: "objects/sha256/aa"}}}
+	key := keyOf(built)
+	st.manifests[key] = storage.Manifest{Kiln: &storage.KilnFacts{Flavour: built.Name()}, TestResult: storage.TestPassed, Paths: []storage.Path{{Name: "rootfs.raw", S3Key: "objects/x/rootfs.raw"}}}
 	rec := &recorder{results: artifactResults}
 	env := newEnv(t, storagePlan(2), rec, st.register)
 	env.ExecuteWorkflow(workflows.Build, request(fl, "build", "manifest", "tests"))
@@ -205,7 +227,7 @@ func TestCorruptArtifactFailsItsFlavour(t *testing.T) {
 	if f.State != workflows.StateFailed || !strings.Contains(f.Error, "staging/"+fl[0].Name()+"/rootfs.raw") || f.Phases[1].State != workflows.StateSkipped {
 		t.Errorf("corrupt flavour = %+v, want failed naming the key, tests skipped", f)
 	}
-	if _, ok := st.manifests[storage.ManifestKey("", fl[0].Name(), "1443.3", "0123abcd")]; ok || len(st.manifests) != 2 {
+	if _, ok := st.manifests[keyOf(fl[0])]; ok || len(st.manifests) != 2 {
 		t.Errorf("manifests %d: the corrupt flavour must have none", len(st.manifests))
 	}
 }

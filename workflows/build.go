@@ -387,7 +387,7 @@ func (b *build) runFlavours(ctx workflow.Context, idx []int, round int) {
 			if errors.As(err, &appErr) && appErr.HasDetails() {
 				_ = appErr.Details(&res) // the failed flavour's phases
 			}
-			fs.Phases, fs.Manifest, fs.Reused = res.Phases, res.Manifest, res.Reused
+			fs.Phases, fs.Manifest, fs.Reused, fs.Base = res.Phases, res.Manifest, res.Reused, res.Base
 			b.flavourResults[f.Name()] = res
 			switch {
 			case err == nil && res.Reused:

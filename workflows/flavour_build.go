@@ -26,6 +26,10 @@ type FlavourResult struct {
 	Image      map[string]string `json:"image,omitempty"`
 	TestFailed bool              `json:"testFailed,omitempty"`
 	Error      string            `json:"error,omitempty"`
+	// Base is the flavour's base name, <cname>-<arch>-<version>-<commit8>,
+	// as the build reported it (its .release file or cname result): the
+	// name of its objects and manifest (with Plan.Storage).
+	Base string `json:"base,omitempty"`
 	// Manifest is the key of the flavour's release manifest, and Files its
 	// promoted artifacts (with Plan.Storage and the manifest target).
 	Manifest string         `json:"manifest,omitempty"`
@@ -36,25 +40,49 @@ type FlavourResult struct {
 	Published bool `json:"published,omitempty"`
 }
 
+// phase returns the named phase of the result, nil when it has none.
+func (r *FlavourResult) phase(name string) *PhaseState {
+	for i := range r.Phases {
+		if r.Phases[i].Name == name {
+			return &r.Phases[i]
+		}
+	}
+	return nil
+}
+
 // FlavourBuild builds one flavour's image and, when the build requests the
-// tests target and a test pipeline is configured, tests it. It fails only
-// when the image cannot be built.
+// tests target, runs the test and platform-test pipelines that are
+// configured and that the flavour's own flags (test, test-platform) ask
+// for. With storage it then verifies and promotes the artifacts and writes
+// the flavour's release manifest. It fails only when the image cannot be
+// built or stored.
 func FlavourBuild(ctx workflow.Context, in FlavourInput) (FlavourResult, error) {
 	var res FlavourResult
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() ([]PhaseState, error) { return res.Phases, nil }); err != nil {
 		return res, err
 	}
 	res.Phases = []PhaseState{{Name: PhaseImage}, {Name: PhaseTest}}
+	if in.Plan.TestPlatform != nil {
+		res.Phases = append(res.Phases, PhaseState{Name: PhaseTestPlatform})
+	}
 	var fa *flavourArtifacts
-	if in.Plan.Storage != nil && workflow.GetVersion(ctx, changeArtifacts, workflow.DefaultVersion, 1) == 1 {
+	if in.Plan.Storage != nil {
 		res.Phases = append(res.Phases, PhaseState{Name: PhaseArtifacts})
-		fa = &flavourArtifacts{in: in, res: &res, st: &res.Phases[2]}
+		fa = &flavourArtifacts{in: in, res: &res, st: res.phase(PhaseArtifacts)}
 		reused, err := fa.findManifest(ctx)
 		if err != nil {
 			return res, err
 		}
 		if reused {
 			return res, nil
+		}
+	}
+	// The tests are skipped (with the reason) unless they run below.
+	skipTests := func(reason string) {
+		for _, name := range []string{PhaseTest, PhaseTestPlatform} {
+			if st := res.phase(name); st != nil && st.State == "" {
+				st.State, st.Reason = StateSkipped, reason
+			}
 		}
 	}
 	name := in.Flavour.Name()
@@ -69,13 +97,13 @@ func FlavourBuild(ctx workflow.Context, in FlavourInput) (FlavourResult, error) 
 		Version: in.Request.Version, Flavour: in.Flavour, Platform: in.Flavour.Platform,
 		Params: in.Request.Params, Results: in.Results,
 	}
-	img, err := runPhase(ctx, &res.Phases[0], phaseRun{
+	img, err := runPhase(ctx, res.phase(PhaseImage), phaseRun{
 		cfg: *in.Plan.Image, namespace: in.Plan.Namespace,
 		key: roundKey(in.BuildID+"/"+PhaseImage+"/"+name, in.Round), labels: labels(PhaseImage), data: data,
 		plan: &in.Plan,
 	})
 	if err != nil {
-		res.Phases[1].State = StateSkipped
+		skipTests("the image was not built")
 		if temporal.IsCanceledError(err) {
 			return res, err
 		}
@@ -87,7 +115,7 @@ func FlavourBuild(ctx workflow.Context, in FlavourInput) (FlavourResult, error) 
 	built := workflow.Now(ctx)
 	if fa != nil {
 		if err := fa.verify(ctx); err != nil {
-			res.Phases[1].State = StateSkipped
+			skipTests("the artifacts were not verified")
 			if temporal.IsCanceledError(err) {
 				return res, err
 			}
@@ -95,34 +123,53 @@ func FlavourBuild(ctx workflow.Context, in FlavourInput) (FlavourResult, error) 
 		}
 	}
 
-	test := &res.Phases[1]
-	switch {
-	case !in.Request.Has(TargetTests):
-		test.State, test.Reason = StateSkipped, "target tests not requested"
-	case in.Plan.Test == nil:
-		test.State, test.Reason = StateSkipped, "not configured"
-	case !in.Flavour.Test:
-		test.State, test.Reason = StateSkipped, "flavour not tested"
-	default:
-		results := map[string]map[string]string{PhaseImage: res.Image}
-		for k, v := range in.Results {
-			results[k] = v
-		}
-		data.Results = results
-		if _, err := runPhase(ctx, test, phaseRun{
-			cfg: *in.Plan.Test, namespace: in.Plan.Namespace,
-			key: roundKey(in.BuildID+"/"+PhaseTest+"/"+name, in.Round), labels: labels(PhaseTest), data: data,
-			plan: &in.Plan,
-		}); err != nil {
-			if temporal.IsCanceledError(err) {
-				return res, err
+	results := map[string]map[string]string{PhaseImage: res.Image}
+	for k, v := range in.Results {
+		results[k] = v
+	}
+	data.Results = results
+	tests := []struct {
+		phase string
+		cfg   *PipelineConfig
+		// flag is the flavour's own flag for this test, named as the
+		// flavour file writes it.
+		flag    bool
+		flagKey string
+	}{
+		{PhaseTest, in.Plan.Test, in.Flavour.Test, "test"},
+		{PhaseTestPlatform, in.Plan.TestPlatform, in.Flavour.TestPlatform, "test-platform"},
+	}
+	for _, t := range tests {
+		st := res.phase(t.phase)
+		switch {
+		case st == nil:
+			continue // not configured, and not shown
+		case !in.Request.Has(TargetTests):
+			st.State, st.Reason = StateSkipped, "target tests not requested"
+		case t.cfg == nil:
+			st.State, st.Reason = StateSkipped, "not configured"
+		case !t.flag:
+			st.State, st.Reason = StateSkipped, t.flagKey+": false in the flavour file"
+		default:
+			if _, err := runPhase(ctx, st, phaseRun{
+				cfg: *t.cfg, namespace: in.Plan.Namespace,
+				key: roundKey(in.BuildID+"/"+t.phase+"/"+name, in.Round), labels: labels(t.phase), data: data,
+				plan: &in.Plan,
+			}); err != nil {
+				if temporal.IsCanceledError(err) {
+					return res, err
+				}
+				res.TestFailed = true
+				if res.Error != "" {
+					res.Error += "; "
+				}
+				res.Error += st.Error
 			}
-			res.TestFailed, res.Error = true, test.Error
 		}
 	}
 	if fa != nil {
 		if !in.Request.Has(TargetManifest) {
-			fa.st.State, fa.st.End, fa.st.Reason = StateSucceeded, workflow.Now(ctx), "verified; target manifest not requested"
+			fa.st.State, fa.st.End, fa.st.Reason = StateSucceeded, workflow.Now(ctx), "verified "+res.Base+"; target manifest not requested"
 			return res, nil
 		}
 		if err := fa.manifest(ctx, built); err != nil {

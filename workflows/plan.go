@@ -20,7 +20,10 @@ const (
 	PhasePackages = "packages"
 	PhaseImage    = "image"
 	PhaseTest     = "test"
-	PhasePublish  = "publish"
+	// PhaseTestPlatform is the platform test, for flavours whose flavour
+	// file sets test-platform: true.
+	PhaseTestPlatform = "test-platform"
+	PhasePublish      = "publish"
 )
 
 // PipelineConfig is how one phase runs its pipeline.
@@ -67,6 +70,9 @@ type Plan struct {
 	Packages *PipelineConfig `json:"packages,omitempty"`
 	Image    *PipelineConfig `json:"image,omitempty"`
 	Test     *PipelineConfig `json:"test,omitempty"`
+	// TestPlatform configures the platform test (flavours with
+	// test-platform: true).
+	TestPlatform *PipelineConfig `json:"testPlatform,omitempty"`
 	// Publish configures the publish pipeline per platform.
 	Publish map[string]PipelineConfig `json:"publish,omitempty"`
 	// Parallelism bounds how many flavours build at once. Optional:
@@ -210,7 +216,7 @@ type TemplateData struct {
 	// Results holds earlier phases' pipeline results: .Results.base.digest.
 	Results map[string]map[string]string
 	// Artifacts maps the flavour's promoted files to their s3:// URIs in the
-	// publish phase: {{index .Artifacts "rootfs.raw"}}.
+	// publish phase, by name and by suffix: {{index .Artifacts ".raw"}}.
 	Artifacts map[string]string
 	// Manifest is the flavour's release manifest's key, in the publish
 	// phase.
@@ -240,10 +246,14 @@ func (c PipelineConfig) RenderAnnotations(d TemplateData) (map[string]string, er
 	return render("annotations", c.Annotations, d)
 }
 
+// templateFuncs are the functions param templates may call besides
+// text/template's own: join, as in {{join .Flavour.Features ","}}.
+var templateFuncs = template.FuncMap{"join": strings.Join}
+
 func render(field string, templates map[string]string, d TemplateData) (map[string]string, error) {
 	out := make(map[string]string, len(templates))
 	for _, n := range sortedKeys(templates) {
-		t, err := template.New(n).Option("missingkey=error").Parse(templates[n])
+		t, err := template.New(n).Option("missingkey=error").Funcs(templateFuncs).Parse(templates[n])
 		if err != nil {
 			return nil, fmt.Errorf("%s.%s: %w", field, n, err)
 		}
@@ -274,7 +284,7 @@ func (c PipelineConfig) Validate(path string) error {
 		m    map[string]string
 	}{{"params", c.Params}, {"labels", c.Labels}, {"annotations", c.Annotations}} {
 		for _, n := range sortedKeys(f.m) {
-			t, err := template.New(n).Parse(f.m[n])
+			t, err := template.New(n).Funcs(templateFuncs).Parse(f.m[n])
 			if err == nil {
 				err = t.Execute(&bytes.Buffer{}, sample)
 			}
@@ -315,7 +325,7 @@ func (p Plan) Validate() error {
 	for _, ph := range []struct {
 		name string
 		c    *PipelineConfig
-	}{{"phases.base", p.Base}, {"phases.packages", p.Packages}, {"phases.image", p.Image}, {"phases.test", p.Test}} {
+	}{{"phases.base", p.Base}, {"phases.packages", p.Packages}, {"phases.image", p.Image}, {"phases.test", p.Test}, {"phases.testPlatform", p.TestPlatform}} {
 		if ph.c != nil {
 			errs = append(errs, ph.c.Validate(ph.name))
 		}

@@ -61,6 +61,9 @@ type FlavourState struct {
 	// Reason says why a flavour was skipped.
 	Reason string       `json:"reason,omitempty"`
 	Phases []PhaseState `json:"phases,omitempty"`
+	// Base is the flavour's base name as its build reported it,
+	// <cname>-<arch>-<version>-<commit8>: its objects' and manifest's name.
+	Base string `json:"base,omitempty"`
 	// Manifest is the key of the flavour's release manifest; Reused is set
 	// when it existed before this build, which then skipped the flavour.
 	Manifest string `json:"manifest,omitempty"`

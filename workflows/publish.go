@@ -30,8 +30,9 @@ type PublishInput struct {
 	Request BuildRequest    `json:"request"`
 	Plan    Plan            `json:"plan"`
 	Flavour flavour.Flavour `json:"flavour"`
-	// Manifest is the flavour's manifest key, and Files its promoted
-	// artifacts.
+	// Base is the flavour's base name (<cname>-<arch>-<version>-<commit8>),
+	// Manifest its manifest key, and Files its promoted artifacts.
+	Base     string                       `json:"base,omitempty"`
 	Manifest string                       `json:"manifest"`
 	Files    []storage.File               `json:"files"`
 	Results  map[string]map[string]string `json:"results,omitempty"`
@@ -75,7 +76,7 @@ func (b *build) publishFlavours(ctx workflow.Context) error {
 		skip := ""
 		switch {
 		case !f.Publish:
-			skip = "flavour not published"
+			skip = "publish: false in the flavour file"
 		case fs.State == StateTestFailed:
 			skip = "tests failed"
 		case fs.State != StateSucceeded && !fs.Reused:
@@ -112,7 +113,7 @@ func (b *build) publishFlavours(ctx workflow.Context) error {
 			var out PublishResult
 			err := workflow.ExecuteChildWorkflow(cctx, PublishFlavour, PublishInput{
 				BuildID: b.id, Request: b.in, Plan: b.plan, Flavour: f,
-				Manifest: res.Manifest, Files: res.Files, Results: b.results,
+				Base: res.Base, Manifest: res.Manifest, Files: res.Files, Results: b.results,
 			}).Get(ctx, &out)
 			var appErr *temporal.ApplicationError
 			if errors.As(err, &appErr) && appErr.HasDetails() {
@@ -270,11 +271,16 @@ func publishAWS(ctx workflow.Context, in PublishInput, res *PublishResult) (map[
 	if prefix == "" {
 		prefix = "gardenlinux"
 	}
-	commit := in.Request.Commit
-	if len(commit) > 8 {
-		commit = commit[:8]
+	// glci's image name: the prefix and the base name.
+	base := in.Base
+	if base == "" {
+		commit := in.Request.Commit
+		if len(commit) > 8 {
+			commit = commit[:8]
+		}
+		base = fmt.Sprintf("%s-%s-%s", in.Flavour.Name(), in.Request.Version, commit)
 	}
-	name := fmt.Sprintf("%s-%s-%s-%s", prefix, in.Flavour.Name(), in.Request.Version, commit)
+	name := prefix + "-" + base
 	desc := fmt.Sprintf("%s %s %s (%s)", prefix, in.Flavour.Name(), in.Request.Version, in.Request.Commit)
 	short := awsCtx(ctx, hb, 5*time.Minute)
 	var a *publish.AWS

@@ -135,7 +135,7 @@ func TestPublishAWSAndGCPIntoTheManifests(t *testing.T) {
 	}
 	// Import, register, tag, copy to the three other enabled regions,
 	// await the four images, make them public.
-	want := []string{"EnabledRegions", "ImportSnapshot objects/sha256/", "RegisterImage gardenlinux-aws-", "CreateTags", "AwaitImages 1",
+	want := []string{"EnabledRegions", "ImportSnapshot objects/aws-f00_prod-amd64-1443.3-0123abcd/aws-f00_prod-amd64-1443.3-0123abcd.rootfs.raw", "RegisterImage gardenlinux-aws-", "CreateTags", "AwaitImages 1",
 		"CopyImage ap-southeast-1", "CopyImage eu-west-1", "CopyImage us-east-1", "AwaitImages 3", "MakePublic 4"}
 	if len(c.calls) != len(want) {
 		t.Fatalf("calls = %q", c.calls)
@@ -147,12 +147,12 @@ func TestPublishAWSAndGCPIntoTheManifests(t *testing.T) {
 		}
 	}
 	fl := flavours(2)
-	aws := st.manifests[storage.ManifestKey("", fl[0].Name(), "1443.3", "0123abcd")].PublishedImages
-	if imgs, _ := aws["images"].([]any); len(imgs) != 4 {
+	aws := st.manifests[keyOf(fl[0])].PublishedImageMetadata
+	if imgs, _ := aws["published_aws_images"].([]any); len(imgs) != 4 {
 		t.Errorf("aws published images = %v, want 4 regions", aws)
 	}
-	gcp := st.manifests[storage.ManifestKey("", fl[1].Name(), "1443.3", "0123abcd")].PublishedImages
-	if gcp["imageName"] != "gardenlinux-gcp-1443-3" || gcp["project"] != "gardenlinux-images" {
+	gcp := st.manifests[keyOf(fl[1])].PublishedImageMetadata
+	if gcp["gcp_image_name"] != "gardenlinux-gcp-1443-3" || gcp["gcp_project_name"] != "gardenlinux-images" {
 		t.Errorf("gcp published images = %v", gcp)
 	}
 	p := progressOf(t, env)
@@ -212,8 +212,8 @@ func TestPublishedFlavoursAreNotPublishedAgain(t *testing.T) {
 	st := newStore()
 	fl := flavours(2)
 	for _, f := range fl {
-		key := storage.ManifestKey("", f.Name(), "1443.3", "0123abcd")
-		st.manifests[key] = storage.Manifest{Flavour: f.Name(), Files: []storage.File{{Name: "rootfs.raw", Key: "k"}}, PublishedImages: map[string]any{"images": []any{}}}
+		st.manifests[keyOf(f)] = storage.Manifest{Kiln: &storage.KilnFacts{Flavour: f.Name()}, Paths: []storage.Path{{Name: "rootfs.raw", S3Key: "k"}},
+			PublishedImageMetadata: map[string]any{"published_aws_images": []any{}}}
 	}
 	rec := &recorder{}
 	env := newEnv(t, awsPlan(), rec, st.register, c.register, func(env *testsuite.TestWorkflowEnvironment) {

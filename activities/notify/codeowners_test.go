@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/test/reference"
 )
 
 // The example from GitHub's documentation "About code owners", with the
@@ -80,9 +82,9 @@ func TestDocsStarMatchesOnlyDirectFiles(t *testing.T) {
 }
 
 func TestGardenLinux2021(t *testing.T) {
-	b, err := os.ReadFile("../../../shared/reference/CODEOWNERS-2021")
+	b, err := os.ReadFile(reference.Path(t, "CODEOWNERS-2021"))
 	if err != nil {
-		t.Skipf("reference data not present: %v", err)
+		t.Fatal(err)
 	}
 	co, err := ParseCodeowners(string(b))
 	if err != nil {

@@ -50,8 +50,8 @@ freeze-version). A missing prerequisite is rejected before anything runs.
 With --wait, kiln prints each phase's and flavour's progress as it changes
 and exits non-zero if the build fails.` + temporalEnvHelp,
 		Example: `  kiln run --repo https://github.com/gardenlinux/gardenlinux --branch main \
-      --commit 4f1c2e9 --version 1443.3 --flavour-set all --target build --target tests --wait
-  kiln run --repo https://github.com/gardenlinux/gardenlinux --branch main --commit 4f1c2e9 \
+      --commit 4f1c2e9d8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e --version 1443.3 --flavour-set all --target build --target tests --wait
+  kiln run --repo https://github.com/gardenlinux/gardenlinux --branch main --commit 4f1c2e9d8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e \
       --packages-version 1443.0 --param registry=ghcr.io/me`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -66,7 +66,7 @@ and exits non-zero if the build fails.` + temporalEnvHelp,
 				}
 				in.Params[k] = v
 			}
-			if err := in.Validate(); err != nil {
+			if err := errors.Join(in.Validate(), checkCommit(in.Commit)); err != nil {
 				return fmt.Errorf("invalid build request:\n%w", err)
 			}
 			c, err := dialTemporal(logger)
@@ -104,6 +104,19 @@ and exits non-zero if the build fails.` + temporalEnvHelp,
 	f.BoolVarP(&wait, "wait", "w", false, "follow the build's progress and exit non-zero if it fails")
 	f.DurationVar(&pollPeriod, "poll", time.Second, "how often --wait asks for progress")
 	return cmd
+}
+
+// checkCommit refuses a commit that is not a hash of at least 8 hex
+// digits: Garden Linux's base names carry its first 8, and a release
+// manifest its full hash.
+func checkCommit(commit string) error {
+	if commit == "" {
+		return nil // Validate says it is required
+	}
+	if len(commit) < 8 || len(commit) > 40 || strings.Trim(strings.ToLower(commit), "0123456789abcdef") != "" {
+		return fmt.Errorf("--commit %q: want the commit's hash, at least 8 hex digits (the full 40 is best: git rev-parse HEAD)", commit)
+	}
+	return nil
 }
 
 // startBuild starts the Build workflow for in under its ID: a build of the
@@ -324,7 +337,14 @@ func printProgress(out io.Writer, p workflows.Progress, format string) error {
 		row("phase", ph.Name, ph)
 	}
 	for _, f := range p.Flavours {
-		fmt.Fprintf(tw, "flavour\t%s\t%s\t\t\t%s\t%s\n", f.Name, f.State, duration(f.Start, f.End), f.Error)
+		detail := f.Error
+		switch {
+		case detail == "" && f.Reason != "":
+			detail = f.Reason
+		case detail == "" && f.Base != "":
+			detail = "built as " + f.Base
+		}
+		fmt.Fprintf(tw, "flavour\t%s\t%s\t\t\t%s\t%s\n", f.Name, f.State, duration(f.Start, f.End), detail)
 		for _, ph := range f.Phases {
 			row("", "  "+ph.Name, ph)
 		}

@@ -44,10 +44,12 @@ one directory (--dir, default .kiln):
     processes on this machine (their images are ignored), their output in
     <dir>/steps.log (--verbose: also here) and, per step, under <dir>/local;
 
-then a demo build of deploy/dev (embedded in the binary): four flavours,
-each building a real small image tarball with its checksum, staged to S3
-with kiln stage, verified, promoted and recorded in a release manifest, and
-a notification into the mail sink. It shows the build's progress, then the
+then a demo build of deploy/dev (embedded in the binary): six flavours of a
+Garden Linux 2024 flavors.yaml, each building a real small image tarball
+with its checksum and <cname>.release file, staged to S3 with kiln stage,
+verified, promoted to objects/<base>/ and recorded in a Garden Linux
+release manifest (meta/singles/<base>), tested where the flavour's flags
+say so, and a notification into the mail sink. It shows the build's progress, then the
 Temporal UI link, the manifest and the mail file, and keeps running until
 Ctrl-C, which stops everything it started.
 
@@ -59,7 +61,7 @@ binary, then in $PATH: make dev builds them into bin/.`,
 
   # from another shell, against a running kiln dev:
   TEMPORAL_ADDRESS=127.0.0.1:7233 kiln run --repo https://github.com/gardenlinux/gardenlinux \
-      --branch dev --commit 4f1c2e9 --version 2.0 --flavour-set dev --target build --target manifest --wait
+      --branch dev --commit 4f1c2e9d8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e --version 2.0 --target build --target manifest --wait
   kiln logs build/dev/2.0 --dir .kiln/local`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -109,8 +111,8 @@ binary, then in $PATH: make dev builds them into bin/.`,
 			}
 			fmt.Fprintf(out, "\nkiln dev keeps running; from another shell:\n"+
 				"  export TEMPORAL_ADDRESS=%s\n"+
-				"  kiln run --repo https://github.com/gardenlinux/gardenlinux --branch dev --commit 4f1c2e9 --version 2.0 \\\n"+
-				"      --flavour-set dev --target build --target manifest --target tests --wait\n"+
+				"  kiln run --repo https://github.com/gardenlinux/gardenlinux --branch dev --commit 4f1c2e9d8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e --version 2.0 \\\n"+
+				"      --target build --target manifest --target tests --wait\n"+
 				"  kiln logs build/dev/2.0 --dir %s\n"+
 				"Ctrl-C stops everything.\n", stack.TemporalAddr, stack.Config.LocalDir())
 			select {
@@ -182,7 +184,7 @@ func demoRequest(now time.Time) workflows.BuildRequest {
 		Repo: "https://github.com/gardenlinux/gardenlinux", Branch: "dev",
 		Commit:     strings.Repeat("0", 40),
 		Version:    fmt.Sprintf("dev.%d", now.Unix()),
-		FlavourSet: "dev",
+		FlavourSet: "all",
 		Targets:    []workflows.Target{workflows.TargetBuild, workflows.TargetManifest, workflows.TargetTests, workflows.TargetPublish},
 		Recipients: workflows.Recipients{Only: []string{"you@kiln.localhost"}},
 	}

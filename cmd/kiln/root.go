@@ -24,8 +24,8 @@ cancelled.
 kiln replaces the glue around Tekton: Triggers and CronJobs that curl an
 EventListener, and scripts that poll tkn. See README.md.`,
 		Example: `  kiln worker --config deploy/kiln.yaml
-  kiln run --repo https://github.com/gardenlinux/gardenlinux --branch main --commit 4f1c2e9 --wait
-  kiln status build/main/4f1c2e9`,
+  kiln run --repo https://github.com/gardenlinux/gardenlinux --branch main --commit 4f1c2e9d8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e --wait
+  kiln status build/main/4f1c2e9d8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -30,7 +30,7 @@ Without --commit, the branch head is resolved from --repo now.
 This replaces Tekton Triggers' EventListener, TriggerBinding and
 TriggerTemplate chain.` + temporalEnvHelp,
 		Example: `  kiln trigger --repo https://github.com/gardenlinux/gardenlinux --branch main
-  kiln trigger --repo https://github.com/gardenlinux/gardenlinux --branch main --commit 4f1c2e9 --target build --target tests`,
+  kiln trigger --repo https://github.com/gardenlinux/gardenlinux --branch main --commit 4f1c2e9d8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e --target build --target tests`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			in.Targets = targetsOf(targets)

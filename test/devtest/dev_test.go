@@ -14,6 +14,8 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +32,7 @@ import (
 
 	"github.com/kiln-build/kiln/activities/storage"
 	"github.com/kiln-build/kiln/test/kubestack"
+	"github.com/kiln-build/kiln/workflows"
 )
 
 // kilnDev is a running `kiln dev`.
@@ -223,19 +226,16 @@ func TestKilnDev(t *testing.T) {
 	}
 	var set storage.ManifestSet
 	readJSON(t, filepath.Join(releases, setKey), &set)
-	if len(set.Manifests) != 4 {
-		t.Fatalf("manifest set %s lists %d manifests, want the 4 flavours", setKey, len(set.Manifests))
+	if len(set.Manifests) != len(demoFlavours) {
+		t.Fatalf("manifest set %s lists %d manifests, want the %d buildable flavours", setKey, len(set.Manifests), len(demoFlavours))
 	}
-	var m storage.Manifest
-	readJSON(t, filepath.Join(releases, set.Manifests["kvm-gardener_prod-amd64"]), &m)
-	if m.Platform != "kvm" || m.TestResult != storage.TestPassed || len(m.Files) != 2 || len(m.Logs) == 0 {
-		t.Errorf("manifest = %+v", m)
+	demoID := d.field("demo build", "build/dev/")
+	version := strings.TrimPrefix(demoID, "build/dev/")
+	demoCommit := strings.Repeat("0", 40)
+	if head, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
+		demoCommit = strings.TrimSpace(string(head)) // kiln dev builds the checkout's commit
 	}
-	for _, f := range m.Files {
-		if f.Name == "rootfs.tar.gz" {
-			checkTarball(t, filepath.Join(releases, f.Key), f.SHA256)
-		}
-	}
+	checkDemoBuild(t, releases, "kiln-dev/", set, demoID, version, demoCommit)
 	mailFile := d.field("mail  ", ".eml")
 	mail, err := os.ReadFile(mailFile)
 	if err != nil {
@@ -248,12 +248,30 @@ func TestKilnDev(t *testing.T) {
 	// 2. A second build against the running kiln dev, and its logs.
 	commit := strings.Repeat("ab", 20)
 	if out, err := kiln(t, "run", "--repo", "https://example.com/os.git", "--branch", "dev", "--commit", commit,
-		"--version", "e2e.2", "--flavour-set", "dev", "--target", "build", "--target", "manifest", "--wait"); err != nil || !strings.Contains(out, "succeeded") {
+		"--version", "e2e.2", "--target", "build", "--target", "manifest", "--wait"); err != nil || !strings.Contains(out, "succeeded") {
 		t.Fatalf("kiln run: %v\n%s", err, out)
 	}
 	logs, err := kiln(t, "logs", "build/dev/e2e.2", "--dir", filepath.Join(dir, "local"), "--task", "build-image")
 	if err != nil || !strings.Contains(logs, "built kvm-gardener_prod-arm64") {
 		t.Errorf("kiln logs: %v\n%s", err, logs)
+	}
+	// The same commit and version built again (another build ID: another
+	// branch) runs nothing: every flavour's Garden Linux manifest is
+	// found, the reordered cnames included.
+	if out, err := kiln(t, "run", "--repo", "https://example.com/os.git", "--branch", "again", "--commit", commit,
+		"--version", "e2e.2", "--target", "build", "--target", "manifest", "--wait"); err != nil || !strings.Contains(out, "succeeded") {
+		t.Fatalf("kiln run again: %v\n%s", err, out)
+	}
+	again := demoProgress(t, "build/again/e2e.2")
+	for _, f := range again.Flavours {
+		if f.State != workflows.StateSkipped || !f.Reused || !strings.Contains(f.Reason, "built before: manifest kiln-dev/meta/singles/") {
+			t.Errorf("rebuilt flavour %s: %+v, want skipped as built before", f.Name, f)
+		}
+		for _, ph := range f.Phases {
+			if ph.PipelineRun != "" {
+				t.Errorf("flavour %s ran %s again", f.Name, ph.PipelineRun)
+			}
+		}
 	}
 
 	// 3. A cancelled build kills its steps, grandchildren included: each
@@ -262,9 +280,10 @@ func TestKilnDev(t *testing.T) {
 	delay := fmt.Sprint(100000 + time.Now().UnixNano()%100000)
 	sleeping := func() int { return len(processesWith("sleep " + delay)) }
 	if out, err := kiln(t, "run", "--repo", "https://example.com/os.git", "--branch", "dev", "--commit", commit,
-		"--version", "e2e.3", "--flavour-set", "dev", "--target", "build", "--param", "delay="+delay); err != nil {
+		"--version", "e2e.3", "--target", "build", "--param", "delay="+delay); err != nil {
 		t.Fatalf("kiln run: %v\n%s", err, out)
 	}
+	// maxParallel 4: four of the six image steps at once.
 	waitUntil(t, time.Minute, "4 image steps sleeping", func() bool { return sleeping() == 4 })
 	if out, err := kiln(t, "cancel", "build/dev/e2e.3"); err != nil {
 		t.Fatalf("kiln cancel: %v\n%s", err, out)
@@ -343,13 +362,20 @@ func checkTarball(t *testing.T, path, sha string) {
 		}
 		if strings.HasSuffix(h.Name, "etc/os-release") {
 			b, _ := io.ReadAll(tr)
-			if !bytes.Contains(b, []byte("GARDENLINUX_FLAVOUR=")) {
+			if !bytes.Contains(b, []byte("GARDENLINUX_CNAME=")) {
 				t.Errorf("os-release:\n%s", b)
 			}
 			break
 		}
 	}
-	if !strings.HasSuffix(path, sha) {
-		t.Errorf("the promoted image %s is not at its content address %s", path, sha)
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sha {
+		t.Errorf("the promoted image %s has sha256 %s, its manifest says %s", path, got, sha)
 	}
 }

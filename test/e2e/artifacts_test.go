@@ -94,7 +94,7 @@ spec:
 	return fmt.Sprintf(`  publish:
     gcp:
       pipelineFile: %s
-      params: {image: '{{index .Artifacts "rootfs.raw"}}'}
+      params: {image: '{{index .Artifacts ".rootfs.raw"}}'}
       annotations: {kiln.test/termination-message: '%s'}
 storage:
   endpoint: %s
@@ -131,8 +131,22 @@ func (c *clouds) stage(t *testing.T, content []byte, flavours ...string) {
 
 func (c *clouds) manifest(t *testing.T, flavour string) storage.Manifest {
 	t.Helper()
-	var m storage.Manifest
-	c.getJSON(t, storage.ManifestKey("gardenlinux/", flavour, "576.0", "b2279318"), &m)
+	// No .release file: the flavour's own name is its cname; the commit
+	// is shorter than 8 characters, so it is the base's commit part.
+	key := storage.ManifestKey("gardenlinux/", flavour+"-576.0-b2279318")
+	obj, err := c.s3.Client().GetObject(context.Background(), &s3.GetObjectInput{Bucket: strPtr("releases"), Key: &key})
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	defer obj.Body.Close()
+	data, err := io.ReadAll(obj.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, format, err := storage.DecodeManifest(data)
+	if err != nil || format != storage.FormatGardenLinux {
+		t.Fatalf("%s: %v (format %q):\n%s", key, err, format, data)
+	}
 	return m
 }
 
@@ -218,33 +232,33 @@ func TestArtifactsManifestsAndPublishing(t *testing.T) {
 	if n := c.objects(t, "gardenlinux/meta/singles/"); n != 10 {
 		t.Errorf("%d manifests after the first build, want 10", n)
 	}
-	if n := c.objects(t, "gardenlinux/objects/"); n != 1 {
-		t.Errorf("%d release objects, want 1: the ten flavours' identical images share one content address", n)
+	if n := c.objects(t, "gardenlinux/objects/"); n != 10 {
+		t.Errorf("%d release objects, want 10: each built flavour's file under objects/<base>/", n)
 	}
 	if n := c.ec2.Calls("ImportSnapshot"); n != 0 {
 		t.Errorf("%d imports although the build failed before publishing", n)
 	}
 
 	// 2. Fixed and built again under the same ID: only the fixed flavour
-	// runs; the others are skipped by their manifests, and nothing is
-	// copied (its content exists).
+	// runs; the others are skipped by their manifests, and only its file
+	// is copied.
 	c.stage(t, stagedImage, bad)
 	run = startBuild(t, s.queue, in)
 	var res workflows.BuildResult
 	if err := run.Get(ctx, &res); err != nil {
 		t.Fatalf("second build: %v\nprogress: %+v", err, getProgress(t, run))
 	}
-	recordHistory(t, run.GetID(), run.GetRunID(), "build-v3-artifacts.json")
-	recordHistory(t, run.GetID()+"/flavour/"+bad, "", "flavour-v3-artifacts.json")
-	recordHistory(t, run.GetID()+"/publish/aws-gardener_prod-amd64", "", "publish-v1-aws.json")
-	recordHistory(t, run.GetID()+"/publish/gcp-gardener_prod-amd64", "", "publish-v1-gcp.json")
+	recordHistory(t, run.GetID(), run.GetRunID(), "build-v4-gardenlinux.json")
+	recordHistory(t, run.GetID()+"/flavour/"+bad, "", "flavour-v4-gardenlinux.json")
+	recordHistory(t, run.GetID()+"/publish/aws-gardener_prod-amd64", "", "publish-v2-aws.json")
+	recordHistory(t, run.GetID()+"/publish/gcp-gardener_prod-amd64", "", "publish-v2-gcp.json")
 	p = res.Progress
 	reused := 0
 	for _, f := range p.Flavours {
 		switch {
 		case f.Name == bad:
-			if f.State != workflows.StateSucceeded || !strings.Contains(f.Phases[2].Reason, "(0 copied)") {
-				t.Errorf("%s = %+v, want built, its content already promoted", f.Name, f)
+			if f.State != workflows.StateSucceeded || !strings.Contains(f.Phases[2].Reason, "1 files (1 copied)") {
+				t.Errorf("%s = %+v, want built and its file promoted", f.Name, f)
 			}
 		case f.Reused && f.State == workflows.StateSkipped && strings.Contains(f.Reason, "built before"):
 			reused++
@@ -270,16 +284,17 @@ func TestArtifactsManifestsAndPublishing(t *testing.T) {
 	// The manifests: Garden Linux's fields, the promoted file, logs, and
 	// the published images.
 	m := c.manifest(t, "aws-gardener_prod-amd64")
-	if m.SchemaVersion != storage.ManifestSchemaVersion || m.Platform != "aws" || m.Architecture != "amd64" || m.Commit != "b2279318" ||
-		len(m.Files) != 1 || m.Files[0].Size != int64(len(stagedImage)) || m.TestResult != storage.TestPassed {
+	if m.Platform != "aws" || m.Architecture != "amd64" || m.BuildCommittish != "b2279318" || m.Version != "576.0" ||
+		len(m.Paths) != 1 || m.Kiln == nil || m.Kiln.Sizes[m.Paths[0].Name] != int64(len(stagedImage)) || m.Test() != storage.TestPassed ||
+		m.Paths[0].S3Key != "gardenlinux/objects/aws-gardener_prod-amd64-576.0-b2279318/aws-gardener_prod-amd64-576.0-b2279318.rootfs.raw" {
 		t.Errorf("aws manifest = %+v", m)
 	}
 	// Every run's logs were archived while its pods existed (kwok serves
 	// kubestack.DefaultPodLog for every container).
-	logURI := m.Logs["image/build-image"]
+	logURI := m.Kiln.Logs["image/build-image"]
 	logKey, ok := strings.CutPrefix(logURI, "s3://releases/")
-	if !ok || m.Logs["test/unit"] == "" {
-		t.Errorf("manifest logs = %v, want the image and test tasks' logs in the release bucket", m.Logs)
+	if !ok || m.Kiln.Logs["test/unit"] == "" {
+		t.Errorf("manifest logs = %v, want the image and test tasks' logs in the release bucket", m.Kiln.Logs)
 	} else if obj, err := c.s3.Client().GetObject(context.Background(), &s3.GetObjectInput{Bucket: strPtr("releases"), Key: &logKey}); err != nil {
 		t.Errorf("archived log %s: %v", logURI, err)
 	} else {
@@ -292,11 +307,11 @@ func TestArtifactsManifestsAndPublishing(t *testing.T) {
 	if p.Phases[0].Logs["build-base-image"] == "" {
 		t.Errorf("base phase logs = %v", p.Phases[0].Logs)
 	}
-	imgs, _ := m.PublishedImages["images"].([]any)
+	imgs, _ := m.PublishedImageMetadata["published_aws_images"].([]any)
 	if len(imgs) != 4 {
-		t.Errorf("aws published images = %v, want 4 regions", m.PublishedImages)
+		t.Errorf("aws published images = %v, want 4 regions", m.PublishedImageMetadata)
 	}
-	if g := c.manifest(t, "gcp-gardener_prod-amd64").PublishedImages; g["imageName"] != "gardenlinux-gcp-576-0" || g["project"] != "gardenlinux-images" {
+	if g := c.manifest(t, "gcp-gardener_prod-amd64").PublishedImageMetadata; g["gcp_image_name"] != "gardenlinux-gcp-576-0" || g["gcp_project_name"] != "gardenlinux-images" {
 		t.Errorf("gcp published images = %v", g)
 	}
 	for _, region := range []string{"eu-central-1", "ap-southeast-1", "eu-west-1", "us-east-1"} {
@@ -373,7 +388,7 @@ func TestAWSPublishSurvivesAWorkerKill(t *testing.T) {
 	if n := c.ec2.Created(ec2test.KindImage); n != 4 {
 		t.Errorf("%d images created in all, want 4 (one per region)", n)
 	}
-	if imgs, _ := c.manifest(t, "aws-gardener_prod-amd64").PublishedImages["images"].([]any); len(imgs) != 4 {
+	if imgs, _ := c.manifest(t, "aws-gardener_prod-amd64").PublishedImageMetadata["published_aws_images"].([]any); len(imgs) != 4 {
 		t.Errorf("published images = %v", imgs)
 	}
 }
