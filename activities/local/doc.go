@@ -62,8 +62,11 @@
 //     "set -e", as Tekton's "#!/bin/sh" preamble does); command and args,
 //     with the kubelet's $(VAR) expansion; env (value, or valueFrom a
 //     configMapKeyRef or secretKeyRef) and envFrom, from ConfigMaps and
-//     Secrets given to the Runner; workingDir; timeout; onError: continue;
-//     $(steps.step-S.exitCode.path).
+//     Secrets given to the Runner; workingDir, created when missing, as
+//     the container runtime does, if it lies in the run's directory or in
+//     one of the task's workspaces (elsewhere on the host it must exist;
+//     a step that cannot use it fails naming it); timeout; onError:
+//     continue; $(steps.step-S.exitCode.path).
 //   - Cancellation: Cancelled (kill everything, no finally),
 //     CancelledRunFinally and StoppedRunFinally.
 //

@@ -36,6 +36,13 @@ const drainTimeout = 2 * time.Second
 // starting the process (command not found, bad interpreter) is reported
 // as exit code 127 with the error.
 func runProc(ctx context.Context, p procSpec) (int, error) {
+	// A missing working directory would fail the fork as if the program
+	// were missing ("fork/exec /bin/sh: no such file or directory").
+	if p.dir != "" {
+		if err := checkDir(p.dir); err != nil {
+			return 127, err
+		}
+	}
 	path, err := lookPath(p.argv[0], p.env, p.dir)
 	if err != nil {
 		return 127, err
@@ -61,6 +68,9 @@ func runProc(ctx context.Context, p procSpec) (int, error) {
 	if err := cmd.Start(); err != nil {
 		r.Close()
 		w.Close()
+		if derr := checkDir(p.dir); p.dir != "" && derr != nil { // gone or unusable since
+			return 127, derr
+		}
 		return 127, err
 	}
 	w.Close()
@@ -86,6 +96,22 @@ func runProc(ctx context.Context, p procSpec) (int, error) {
 	t.Stop()
 	r.Close()
 	return exitCode(cmd.ProcessState), stopped
+}
+
+// checkDir reports why dir cannot be a process's working directory: it is
+// missing, not a directory, or not searchable.
+func checkDir(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case err != nil:
+		return workingDirError(dir, err)
+	case !fi.IsDir():
+		return workingDirError(dir, syscall.ENOTDIR)
+	}
+	if err := syscall.Access(dir, 0x1 /* X_OK */); err != nil {
+		return workingDirError(dir, err)
+	}
+	return nil
 }
 
 func killGroup(pgid int) {

@@ -681,3 +681,105 @@ spec:
 	}
 	wantStates(t, s, map[string]string{"quiet": "Succeeded", "needs": "Failed", "later": "Skipped", "cleanup": "Succeeded"})
 }
+
+// A step's missing workingDir is created, as the container runtime does,
+// when it lies in the run's directory or in one of the task's workspaces,
+// persistentVolumeClaim ones included; a directory that is missing
+// elsewhere, or cannot be created, is named in the step's failure.
+func TestStepWorkingDirCreated(t *testing.T) {
+	root := t.TempDir()
+	abs := filepath.Join(root, "volumes", "cache", "abs", "dir")
+	s, r, logs := runYAML(t, Options{Root: root}, `
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: wd}
+spec:
+  workspaces:
+  - {name: cache, persistentVolumeClaim: {claimName: cache}}
+  - {name: sub, persistentVolumeClaim: {claimName: other}, subPath: in/here}
+  pipelineSpec:
+    workspaces: [{name: cache}, {name: sub}]
+    tasks:
+    - name: t
+      workspaces: [{name: c, workspace: cache}, {name: s, workspace: sub}]
+      taskSpec:
+        workspaces: [{name: c}, {name: s}]
+        steps:
+        - name: ws-path
+          image: x
+          workingDir: $(workspaces.c.path)/from/var
+          script: pwd
+        - name: ws-subpath
+          image: x
+          workingDir: $(workspaces.s.path)/deeper
+          script: pwd
+        - name: absolute
+          image: x
+          workingDir: `+abs+`
+          command: [pwd]
+        - name: relative
+          image: x
+          workingDir: ../../../../volumes/cache/rel
+          command: [pwd]
+`)
+	if s.Reason != "Succeeded" {
+		t.Fatalf("%s\n%s", describe(s), logs)
+	}
+	for step, want := range map[string]string{
+		"ws-path":    filepath.Join(root, "volumes", "cache", "from", "var"),
+		"ws-subpath": filepath.Join(root, "volumes", "other", "in", "here", "deeper"),
+		"absolute":   abs,
+		"relative":   filepath.Join(root, "volumes", "cache", "rel"),
+	} {
+		if got := readFile(t, r.LogFile("wd", "t", step)); got != want+"\n" {
+			t.Errorf("step %s ran in %q, want %q", step, got, want)
+		}
+	}
+
+	elsewhere := filepath.Join(t.TempDir(), "missing", "dir")
+	s, r, logs = runYAML(t, Options{}, `
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: wd-bad}
+spec:
+  workspaces:
+  - {name: cache, persistentVolumeClaim: {claimName: cache}}
+  pipelineSpec:
+    workspaces: [{name: cache}]
+    tasks:
+    - name: missing
+      taskSpec:
+        steps:
+        - name: s
+          image: x
+          workingDir: `+elsewhere+`
+          command: [echo, hi]
+    - name: blocked
+      workspaces: [{name: c, workspace: cache}]
+      taskSpec:
+        workspaces: [{name: c}]
+        steps:
+        - name: file
+          image: x
+          script: touch $(workspaces.c.path)/file
+        - name: s
+          image: x
+          workingDir: $(workspaces.c.path)/file/sub
+          command: [echo, hi]
+`)
+	if s.Reason != "Failed" {
+		t.Fatalf("%s\n%s", describe(s), logs)
+	}
+	for taskName, dir := range map[string]string{
+		"missing": elsewhere,
+		"blocked": filepath.Join(r.root, "volumes", "cache", "file", "sub"),
+	} {
+		ts := task(t, s, taskName)
+		st := ts.Steps[len(ts.Steps)-1]
+		for _, msg := range []string{ts.Message, st.Message, readFile(t, r.LogFile("wd-bad", taskName, "s"))} {
+			if !strings.Contains(msg, "working directory "+dir) || strings.Contains(msg, "fork/exec") {
+				t.Errorf("task %s: %q does not name the working directory %s", taskName, msg, dir)
+			}
+		}
+	}
+}

@@ -187,6 +187,10 @@ func (tr *taskRun) attempt(ctx context.Context, attempt int) taskOutcome {
 	}
 	tr.x.send(taskEvent{t: tr.t, kind: eventSteps, steps: slices.Clone(out.steps), retry: attempt})
 
+	dirs := stepDirs{scripts: scriptsDir, work: workDir, steps: stepsDir, creatable: []string{tr.x.dir}}
+	for _, p := range wsPaths {
+		dirs.creatable = append(dirs.creatable, p)
+	}
 	var failure *taskOutcome
 	for i, s := range steps {
 		if actx.Err() != nil {
@@ -195,7 +199,7 @@ func (tr *taskRun) attempt(ctx context.Context, attempt int) taskOutcome {
 		st := &out.steps[i]
 		st.State = tekton.TaskRunning
 		tr.x.send(taskEvent{t: tr.t, kind: eventSteps, steps: slices.Clone(out.steps), retry: attempt})
-		code, timedOut, err := tr.step(actx, s, st.Name, scriptsDir, workDir, stepsDir, exitCodes)
+		code, timedOut, err := tr.step(actx, s, st.Name, dirs, exitCodes)
 		if actx.Err() != nil {
 			st.State, st.ExitCode = tekton.TaskFailed, &code
 			st.Message = "stopped: " + context.Cause(actx).Error()
@@ -250,9 +254,18 @@ func (tr *taskRun) attempt(ctx context.Context, attempt int) taskOutcome {
 	return out
 }
 
+// stepDirs are the directories of one attempt that its steps use.
+type stepDirs struct {
+	scripts, work, steps string
+	// creatable are the directories in which a missing working directory
+	// is created: the run's directory and the task's workspaces.
+	creatable []string
+}
+
 // step runs one step and records its exit code where
 // $(steps.step-<name>.exitCode.path) points.
-func (tr *taskRun) step(ctx context.Context, s pipelinev1.Step, name, scriptsDir, workDir, stepsDir string, exitCodes bool) (code int, timedOut bool, err error) {
+func (tr *taskRun) step(ctx context.Context, s pipelinev1.Step, name string, dirs stepDirs, exitCodes bool) (code int, timedOut bool, err error) {
+	scriptsDir, workDir, stepsDir := dirs.scripts, dirs.work, dirs.steps
 	x := tr.x
 	x.r.firstStep.Do(func() {
 		x.r.logger.Warn("the local runner ignores step images: steps run on this machine with its own tools, as the worker's user",
@@ -293,15 +306,19 @@ func (tr *taskRun) step(ctx context.Context, s pipelinev1.Step, name, scriptsDir
 		argv = append(argv, args...)
 	}
 	dir := workDir
+	var dirErr error
 	if wd := s.WorkingDir; wd != "" {
 		if filepath.IsAbs(wd) {
-			dir = wd
+			dir = filepath.Clean(wd)
 		} else {
 			dir = filepath.Join(workDir, wd)
 		}
-		if strings.HasPrefix(dir, x.dir+string(filepath.Separator)) {
+		// The container runtime creates a missing working directory in the
+		// container's file system; on the host, only inside the run's
+		// directory and the task's workspaces.
+		if slices.ContainsFunc(dirs.creatable, func(d string) bool { return within(dir, d) }) {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return -1, false, err
+				dirErr = workingDirError(dir, err)
 			}
 		}
 	}
@@ -311,7 +328,11 @@ func (tr *taskRun) step(ctx context.Context, s pipelinev1.Step, name, scriptsDir
 		sctx, cancel = context.WithTimeoutCause(ctx, s.Timeout.Duration, errStepTimeout)
 		defer cancel()
 	}
-	code, err = runProc(sctx, procSpec{argv: argv, env: env, dir: dir, log: logf, live: x.r.live, prefix: prefix})
+	if dirErr != nil {
+		code, err = 127, dirErr // as runProc reports a step it cannot start
+	} else {
+		code, err = runProc(sctx, procSpec{argv: argv, env: env, dir: dir, log: logf, live: x.r.live, prefix: prefix})
+	}
 	if err != nil && ctx.Err() == nil && !errors.Is(err, errStepTimeout) {
 		// Could not start: tell the step's log, as a container runtime would.
 		fmt.Fprintf(logf, "kiln: %v\n", err)
@@ -324,6 +345,22 @@ func (tr *taskRun) step(ctx context.Context, s pipelinev1.Step, name, scriptsDir
 		}
 	}
 	return code, timedOut, err
+}
+
+// within reports whether path is dir or lies under it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && filepath.IsLocal(rel)
+}
+
+// workingDirError names dir as the step's working directory that could
+// not be created or entered, with the cause alone.
+func workingDirError(dir string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Errorf("working directory %s: %w", dir, err)
 }
 
 // refersToExitCodes reports whether any step may read a step's exit code
