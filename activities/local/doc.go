@@ -39,8 +39,10 @@
 //   - PipelineRun: pipelineRef (to a Pipeline given to the Runner) or
 //     pipelineSpec; params of all three types; workspaces bound to emptyDir,
 //     persistentVolumeClaim, volumeClaimTemplate, configMap, secret or
-//     projected (configMap and secret sources), with subPath; timeouts
-//     (pipeline, tasks, finally); taskRunSpecs[].timeout.
+//     projected (configMap and secret sources), with subPath; params in
+//     their claim, ConfigMap and Secret names, items and subPath (the
+//     run's, then the task's, as Tekton's reconcilers substitute them);
+//     timeouts (pipeline, tasks, finally); taskRunSpecs[].timeout.
 //   - Pipeline: tasks and finally; runAfter and result dependencies;
 //     independent tasks in parallel, at most Options.MaxParallel at a time;
 //     params with defaults (defaults may refer to params), propagated into

@@ -148,6 +148,7 @@ func (r *Runner) plan(ctx context.Context, in *pipelinev1.PipelineRun, uid strin
 		// Tekton's messages do not always name the field (feature gates):
 		// add the local runner's own findings, which do.
 		c.add("", "invalid PipelineRun %q: %v", pr.Name, ferr)
+		applyRunParamsToBindings(pr)
 		r.checkRunSpec(c, pr)
 		if ps := pr.Spec.PipelineSpec; ps != nil {
 			r.checkPipelineSpec(c, ps, "spec.pipelineSpec")
@@ -155,6 +156,13 @@ func (r *Runner) plan(ctx context.Context, in *pipelinev1.PipelineRun, uid strin
 		return nil, c.err()
 	}
 	p := &plan{pr: pr, specHash: hash, uid: uid, pipelineName: pr.Name, bindings: map[string]pipelinev1.WorkspaceBinding{}}
+	// The run's params go into its workspace bindings first, as the
+	// reconciler's ApplyParametersToWorkspaceBindings does, so that the
+	// ConfigMaps, Secrets and claims checked are the ones named.
+	applyRunParamsToBindings(pr)
+	for _, b := range pr.Spec.Workspaces {
+		p.bindings[b.Name] = b
+	}
 	r.checkRunSpec(c, pr)
 
 	prefix := "spec.pipelineSpec"
@@ -188,15 +196,8 @@ func (r *Runner) plan(ctx context.Context, in *pipelinev1.PipelineRun, uid strin
 	}
 
 	// Pipeline-level substitution, in the reconciler's order: the run's
-	// params into its workspace bindings, then params, context and
+	// params into its workspace bindings (above), then params, context and
 	// workspaces.<name>.bound into the pipeline tasks.
-	runParams := newRepl()
-	for _, prm := range pr.Spec.Params {
-		runParams.addParam(pipelineParamPatterns, prm.Name, prm.Value)
-	}
-	for _, b := range workspace.ReplaceWorkspaceBindingsVars(pr.Spec.Workspaces, runParams.str) {
-		p.bindings[b.Name] = b
-	}
 	params, err := pipelineParamRepl(ps.Params, pr.Spec.Params)
 	if err != nil {
 		c.add("spec.params", "%v", err)
@@ -287,20 +288,49 @@ func (r *Runner) checkRunSpec(c *checker, pr *pipelinev1.PipelineRun) {
 	}
 }
 
+// applyRunParamsToBindings substitutes the run's params in its workspace
+// bindings (claim, ConfigMap and Secret names, items, subPath), in place, as
+// the PipelineRun reconciler's ApplyParametersToWorkspaceBindings does: the
+// run's own params only, not the pipeline's defaults.
+func applyRunParamsToBindings(pr *pipelinev1.PipelineRun) {
+	runParams := newRepl()
+	for _, prm := range pr.Spec.Params {
+		runParams.addParam(pipelineParamPatterns, prm.Name, prm.Value)
+	}
+	pr.Spec.Workspaces = workspace.ReplaceWorkspaceBindingsVars(pr.Spec.Workspaces, runParams.str)
+}
+
+// checkBinding checks a run's workspace binding, after the run's params
+// are substituted. A name that still holds a reference ("$(params.p)") may
+// be a task's param, substituted when the task runs: it is checked then.
 func (r *Runner) checkBinding(c *checker, path string, b pipelinev1.WorkspaceBinding) {
 	switch {
 	case b.CSI != nil:
 		c.unsupported(path+".csi", "")
 	case b.PersistentVolumeClaim != nil:
-		if n := b.PersistentVolumeClaim.ClaimName; n == "" || strings.ContainsRune(n, '/') || !filepath.IsLocal(n) {
+		if n := b.PersistentVolumeClaim.ClaimName; !strings.Contains(n, "$(") && !usableClaimName(n) {
 			c.add(path+".persistentVolumeClaim.claimName", "%q is not a usable directory name", n)
 		}
+	case b.ConfigMap != nil, b.Secret != nil, b.Projected != nil:
+		r.checkBindingObjects(c, path, b, true)
+	}
+	if b.SubPath != "" && !strings.Contains(b.SubPath, "$(") && !filepath.IsLocal(b.SubPath) {
+		c.add(path+".subPath", "%q leaves the workspace", b.SubPath)
+	}
+}
+
+// checkBindingObjects reports the ConfigMaps and Secrets a binding names
+// that the runner was not given. With deferRefs, names that still hold a
+// "$(" reference are left alone.
+func (r *Runner) checkBindingObjects(c *checker, path string, b pipelinev1.WorkspaceBinding, deferRefs bool) {
+	skip := func(name string) bool { return deferRefs && strings.Contains(name, "$(") }
+	switch {
 	case b.ConfigMap != nil:
-		if _, ok := r.configMaps[b.ConfigMap.Name]; !ok && !optional(b.ConfigMap.Optional) {
+		if _, ok := r.configMaps[b.ConfigMap.Name]; !ok && !optional(b.ConfigMap.Optional) && !skip(b.ConfigMap.Name) {
 			c.add(path+".configMap.name", "ConfigMap %q not found; give it to the runner", b.ConfigMap.Name)
 		}
 	case b.Secret != nil:
-		if _, ok := r.secrets[b.Secret.SecretName]; !ok && !optional(b.Secret.Optional) {
+		if _, ok := r.secrets[b.Secret.SecretName]; !ok && !optional(b.Secret.Optional) && !skip(b.Secret.SecretName) {
 			c.add(path+".secret.secretName", "Secret %q not found; give it to the runner", b.Secret.SecretName)
 		}
 	case b.Projected != nil:
@@ -308,11 +338,11 @@ func (r *Runner) checkBinding(c *checker, path string, b pipelinev1.WorkspaceBin
 			sp := fmt.Sprintf("%s.projected.sources[%d]", path, j)
 			switch {
 			case s.ConfigMap != nil:
-				if _, ok := r.configMaps[s.ConfigMap.Name]; !ok && !optional(s.ConfigMap.Optional) {
+				if _, ok := r.configMaps[s.ConfigMap.Name]; !ok && !optional(s.ConfigMap.Optional) && !skip(s.ConfigMap.Name) {
 					c.add(sp+".configMap.name", "ConfigMap %q not found; give it to the runner", s.ConfigMap.Name)
 				}
 			case s.Secret != nil:
-				if _, ok := r.secrets[s.Secret.Name]; !ok && !optional(s.Secret.Optional) {
+				if _, ok := r.secrets[s.Secret.Name]; !ok && !optional(s.Secret.Optional) && !skip(s.Secret.Name) {
 					c.add(sp+".secret.name", "Secret %q not found; give it to the runner", s.Secret.Name)
 				}
 			default:
@@ -320,9 +350,12 @@ func (r *Runner) checkBinding(c *checker, path string, b pipelinev1.WorkspaceBin
 			}
 		}
 	}
-	if b.SubPath != "" && !strings.Contains(b.SubPath, "$(") && !filepath.IsLocal(b.SubPath) {
-		c.add(path+".subPath", "%q leaves the workspace", b.SubPath)
-	}
+}
+
+// usableClaimName reports whether a persistentVolumeClaim's name can be
+// its directory under <root>/volumes.
+func usableClaimName(n string) bool {
+	return n != "" && !strings.ContainsRune(n, '/') && filepath.IsLocal(n)
 }
 
 func optional(b *bool) bool { return b != nil && *b }
@@ -497,7 +530,10 @@ func (r *Runner) taskBindings(ctx context.Context, c *checker, p *plan, t *planT
 	}
 	var out []taskBinding
 	var plain []pipelinev1.WorkspaceBinding
-	for _, w := range pws {
+	// The TaskRun reconciler substitutes the task's params in its
+	// bindings; those known now are checked now, the rest when it runs.
+	taskParams := taskParamRepl(t.spec.Params, t.pt.Params).str
+	for i, w := range pws {
 		from := w.Workspace
 		if from == "" {
 			from = w.Name
@@ -517,6 +553,15 @@ func (r *Runner) taskBindings(ctx context.Context, c *checker, p *plan, t *planT
 			"context.pipelineRun.name": p.pr.Name, "context.pipeline.name": p.pipelineName,
 			"context.pipelineRun.namespace": p.pr.Namespace, "context.pipelineRun.uid": p.uid,
 		})
+		if hasBindingRefs(tb) {
+			sub := *tb.DeepCopy()
+			applyBindingStrings(&sub, taskParams)
+			wp := fmt.Sprintf("%s.workspaces[%d]", path, i)
+			r.checkBindingObjects(c, wp, sub, true)
+			if pvc := sub.PersistentVolumeClaim; pvc != nil && !strings.Contains(pvc.ClaimName, "$(") && !usableClaimName(pvc.ClaimName) {
+				c.add(wp+".persistentVolumeClaim.claimName", "%q is not a usable directory name", pvc.ClaimName)
+			}
+		}
 		out = append(out, taskBinding{WorkspaceBinding: tb, pipelineWorkspace: from})
 		plain = append(plain, tb)
 	}
@@ -533,6 +578,27 @@ func (r *Runner) taskBindings(ctx context.Context, c *checker, p *plan, t *planT
 		c.add(path+".workspaces", "%v", err)
 	}
 	return out
+}
+
+// hasBindingRefs reports whether the names of the claim, ConfigMaps or
+// Secrets a binding uses still hold a "$(" reference.
+func hasBindingRefs(b pipelinev1.WorkspaceBinding) bool {
+	has := func(s string) bool { return strings.Contains(s, "$(") }
+	switch {
+	case b.PersistentVolumeClaim != nil:
+		return has(b.PersistentVolumeClaim.ClaimName)
+	case b.ConfigMap != nil:
+		return has(b.ConfigMap.Name)
+	case b.Secret != nil:
+		return has(b.Secret.SecretName)
+	case b.Projected != nil:
+		for _, s := range b.Projected.Sources {
+			if (s.ConfigMap != nil && has(s.ConfigMap.Name)) || (s.Secret != nil && has(s.Secret.Name)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func joinSubPath(a, b string) string {

@@ -783,3 +783,99 @@ spec:
 		}
 	}
 }
+
+// A workspace binding's ConfigMap and Secret names (and projected sources')
+// may use the run's params, which are substituted before the objects are
+// looked up, as Tekton's PipelineRun reconciler does; names left over are
+// substituted with the task's params, as its TaskRun reconciler does.
+func TestWorkspaceBindingNamesFromParams(t *testing.T) {
+	s, r, logs := runYAML(t, Options{}, `
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cm-blue}
+data: {colour: blue}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cm-task}
+data: {colour: green}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: sec-a}
+stringData: {token: s3cret}
+---
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: ws-params}
+spec:
+  params:
+  - {name: cm, value: cm-blue}
+  - {name: sec, value: sec-a}
+  - {name: key, value: token}
+  workspaces:
+  - {name: config, configMap: {name: $(params.cm)}}
+  - name: creds
+    secret:
+      secretName: $(params.sec)
+      items: [{key: $(params.key), path: the-$(params.key)}]
+  - name: both
+    projected:
+      sources:
+      - configMap: {name: $(params.cm)}
+      - secret: {name: $(params.sec)}
+  - {name: per-task, configMap: {name: $(params.which)}}
+  pipelineSpec:
+    params: [{name: cm}, {name: sec}, {name: key}]
+    workspaces: [{name: config}, {name: creds}, {name: both}, {name: per-task}]
+    tasks:
+    - name: read
+      params: [{name: which, value: cm-task}]
+      workspaces:
+      - {name: config, workspace: config}
+      - {name: creds, workspace: creds}
+      - {name: both, workspace: both}
+      - {name: per-task, workspace: per-task}
+      taskSpec:
+        params: [{name: which}]
+        workspaces: [{name: config}, {name: creds}, {name: both}, {name: per-task}]
+        steps:
+        - name: r
+          image: x
+          script: |
+            echo "$(cat $(workspaces.config.path)/colour) $(cat $(workspaces.creds.path)/the-token)"
+            echo "$(cat $(workspaces.both.path)/colour) $(cat $(workspaces.both.path)/token)"
+            cat $(workspaces.per-task.path)/colour
+`)
+	if s.Reason != "Succeeded" {
+		t.Fatalf("%s\n%s", describe(s), logs)
+	}
+	if got, want := readFile(t, r.LogFile("ws-params", "read", "r")), "blue s3cret\nblue s3cret\ngreen"; got != want {
+		t.Errorf("read %q, want %q", got, want)
+	}
+
+	// A name that is still missing after substitution is refused before
+	// anything runs, under its substituted name.
+	r2, objs, _ := testRunner(t, Options{}, `
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: ws-params-missing}
+spec:
+  params: [{name: sec, value: nope}]
+  workspaces:
+  - {name: creds, secret: {secretName: $(params.sec)}}
+  pipelineSpec:
+    params: [{name: sec}]
+    workspaces: [{name: creds}]
+    tasks:
+    - name: read
+      workspaces: [{name: creds, workspace: creds}]
+      taskSpec:
+        workspaces: [{name: creds}]
+        steps: [{name: r, image: x, script: "true"}]
+`)
+	_, err := r2.Run(context.Background(), &objs.PipelineRuns[0], nil)
+	if !IsSpecError(err) || !strings.Contains(err.Error(), `spec.workspaces[0].secret.secretName: Secret "nope" not found`) {
+		t.Errorf("Run: %v, want a SpecError naming Secret \"nope\"", err)
+	}
+}

@@ -71,6 +71,15 @@ func (tr *taskRun) run(ctx context.Context) taskOutcome {
 		return tr.stopped(taskOutcome{start: now, end: now}, context.Cause(ctx))
 	}
 	defer func() { <-tr.x.r.slots }()
+	// The task's params go into its workspace bindings, as the TaskRun
+	// reconciler's ApplyParametersToWorkspaceBindings does.
+	taskParams := taskParamRepl(tr.spec.Params, tr.params).str
+	bindings := make([]taskBinding, len(tr.bindings))
+	for i, b := range tr.bindings {
+		bindings[i] = taskBinding{WorkspaceBinding: *b.DeepCopy(), pipelineWorkspace: b.pipelineWorkspace}
+		applyBindingStrings(&bindings[i].WorkspaceBinding, taskParams)
+	}
+	tr.bindings = bindings
 	start := time.Now()
 	tr.x.send(taskEvent{t: tr.t, kind: eventStarted, at: start})
 	for attempt := 0; ; attempt++ {
@@ -420,6 +429,9 @@ func (tr *taskRun) workspaces() (map[string]string, error) {
 		case b.VolumeClaimTemplate != nil:
 			dir = filepath.Join(tr.x.dir, "workspaces", b.pipelineWorkspace)
 		case b.PersistentVolumeClaim != nil:
+			if n := b.PersistentVolumeClaim.ClaimName; !usableClaimName(n) {
+				return nil, fmt.Errorf("workspace %q: claimName %q is not a usable directory name", b.Name, n)
+			}
 			dir = filepath.Join(tr.x.r.root, "volumes", b.PersistentVolumeClaim.ClaimName)
 		default:
 			dir = own
