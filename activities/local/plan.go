@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/tektoncd/pipeline/pkg/apis/config"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/reconciler/pipeline/dag"
 	"github.com/tektoncd/pipeline/pkg/substitution"
 	"github.com/tektoncd/pipeline/pkg/workspace"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"knative.dev/pkg/apis"
 	"knative.dev/pkg/kmeta"
 )
@@ -143,6 +145,9 @@ func (r *Runner) plan(ctx context.Context, in *pipelinev1.PipelineRun, uid strin
 	if err != nil {
 		return nil, fmt.Errorf("hash pipelinerun spec: %w", err)
 	}
+	// Before defaulting, which sets the default service account of every
+	// run: only what the run itself sets is worth a warning.
+	checkTaskRunTemplate(c, pr.Spec.TaskRunTemplate)
 	pr.SetDefaults(ctx)
 	if ferr := pr.Validate(ctx); ferr != nil {
 		// Tekton's messages do not always name the field (feature gates):
@@ -278,9 +283,6 @@ func (r *Runner) checkRunSpec(c *checker, pr *pipelinev1.PipelineRun) {
 	for i, b := range pr.Spec.Workspaces {
 		r.checkBinding(c, fmt.Sprintf("spec.workspaces[%d]", i), b)
 	}
-	if pr.Spec.TaskRunTemplate.PodTemplate != nil || pr.Spec.TaskRunTemplate.ServiceAccountName != "" {
-		c.warn("spec.taskRunTemplate", "ignored: steps run on the host as the worker's user")
-	}
 	for i, s := range pr.Spec.TaskRunSpecs {
 		if s.PodTemplate != nil || s.ServiceAccountName != "" || len(s.StepSpecs) > 0 || len(s.SidecarSpecs) > 0 || s.ComputeResources != nil || s.Metadata != nil {
 			c.warn(fmt.Sprintf("spec.taskRunSpecs[%d]", i), "only timeout is used; pod, service account, resource and metadata settings are ignored")
@@ -298,6 +300,22 @@ func applyRunParamsToBindings(pr *pipelinev1.PipelineRun) {
 		runParams.addParam(pipelineParamPatterns, prm.Name, prm.Value)
 	}
 	pr.Spec.Workspaces = workspace.ReplaceWorkspaceBindingsVars(pr.Spec.Workspaces, runParams.str)
+}
+
+// checkTaskRunTemplate warns about the taskRunTemplate fields a run sets,
+// all of which the local runner ignores. It must see the run before
+// Tekton's defaulting.
+func checkTaskRunTemplate(c *checker, t pipelinev1.PipelineTaskRunTemplate) {
+	var set []string
+	if t.ServiceAccountName != "" {
+		set = append(set, "serviceAccountName")
+	}
+	if t.PodTemplate != nil && !equality.Semantic.DeepEqual(*t.PodTemplate, pod.PodTemplate{}) {
+		set = append(set, "podTemplate")
+	}
+	if len(set) > 0 {
+		c.warn("spec.taskRunTemplate", "%s ignored: steps run on the host as the worker's user", strings.Join(set, " and "))
+	}
 }
 
 // checkBinding checks a run's workspace binding, after the run's params

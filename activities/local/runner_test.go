@@ -879,3 +879,41 @@ spec:
 		t.Errorf("Run: %v, want a SpecError naming Secret \"nope\"", err)
 	}
 }
+
+// Only a taskRunTemplate the run sets is reported as ignored: Tekton's
+// defaulting fills in the "default" service account of every run.
+func TestTaskRunTemplateWarning(t *testing.T) {
+	doc := func(name, template string) string {
+		return `
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: ` + name + `}
+spec:
+` + template + `
+  pipelineSpec:
+    tasks:
+    - name: t
+      taskSpec:
+        steps: [{name: s, image: x, script: "true"}]
+`
+	}
+	for _, tc := range []struct {
+		name, template string
+		warn           bool
+	}{
+		{"none", "", false},
+		{"empty", "  taskRunTemplate: {}", false},
+		{"service-account", "  taskRunTemplate: {serviceAccountName: builder}", true},
+		{"pod-template", "  taskRunTemplate: {podTemplate: {nodeSelector: {disk: ssd}}}", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _, logs := runYAML(t, Options{}, doc(tc.name, tc.template))
+			if s.Reason != "Succeeded" {
+				t.Fatalf("%s\n%s", describe(s), logs)
+			}
+			if got := strings.Contains(logs.String(), "field=\"spec.taskRunTemplate: "); got != tc.warn {
+				t.Errorf("warned about spec.taskRunTemplate: %v, want %v; logs:\n%s", got, tc.warn, logs)
+			}
+		})
+	}
+}
