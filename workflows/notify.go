@@ -44,10 +44,12 @@ type NotificationState struct {
 	Chat string `json:"chat,omitempty"`
 }
 
-// notifyInput mirrors activities/notify.NotifyRequest.
+// notifyInput mirrors activities/notify.NotifyRequest; keep the two in step.
 type notifyInput struct {
-	Event    string       `json:"event"`
-	BuildID  string       `json:"buildID"`
+	Event   string `json:"event"`
+	BuildID string `json:"buildID"`
+	// RunID is this workflow run's: the Message-ID differs per run.
+	RunID    string       `json:"runID,omitempty"`
 	Request  BuildRequest `json:"request"`
 	Progress Progress     `json:"progress"`
 	Start    time.Time    `json:"start"`
@@ -83,7 +85,8 @@ func (b *build) notify(ctx workflow.Context, event string, start time.Time) {
 	})
 	n := &NotificationState{Event: event, State: "Sending"}
 	b.progress.Notification = n
-	in := notifyInput{Event: event, BuildID: b.id, Request: b.in, Progress: b.progress, Start: start, End: workflow.Now(ctx)}
+	in := notifyInput{Event: event, BuildID: b.id, RunID: workflow.GetInfo(ctx).WorkflowExecution.RunID,
+		Request: b.in, Progress: b.progress, Start: start, End: workflow.Now(ctx)}
 	var chat workflow.Future
 	if b.plan.NotifyChat && workflow.GetVersion(ctx, changeNotifyChat, workflow.DefaultVersion, 1) == 1 {
 		chat = workflow.ExecuteActivity(dctx, ActivityNotifyChat, in)

@@ -22,14 +22,19 @@ type notifications struct {
 	mu     sync.Mutex
 	events []string
 	states []string
-	fail   error
+	// runIDs are the requests' run IDs; runs the run IDs of the
+	// workflows that scheduled them, as the activities see them.
+	runIDs, runs []string
+	fail         error
 }
 
-func (n *notifications) activity(_ context.Context, in notify.NotifyRequest) (notify.NotifyResult, error) {
+func (n *notifications) activity(ctx context.Context, in notify.NotifyRequest) (notify.NotifyResult, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.events = append(n.events, in.Event)
 	n.states = append(n.states, in.Progress.State)
+	n.runIDs = append(n.runIDs, in.RunID)
+	n.runs = append(n.runs, activity.GetInfo(ctx).WorkflowExecution.RunID)
 	if n.fail != nil {
 		return notify.NotifyResult{}, n.fail
 	}
@@ -182,5 +187,30 @@ func TestChatGoesWithTheMail(t *testing.T) {
 	pr := progressOf(t, env)
 	if len(chats) != 1 || chats[0] != "Failed" || pr.Notification.State != "Sent" || !strings.Contains(pr.Notification.Chat, "404") {
 		t.Errorf("chats %v, notification %+v", chats, pr.Notification)
+	}
+}
+
+// TestNotificationCarriesTheRunID: the NotifyBuild request names the
+// workflow run, from which the activity derives a Message-ID per run, so
+// a re-run's mail is not deduplicated as the first run's (issue 12).
+func TestNotificationCarriesTheRunID(t *testing.T) {
+	rec := &recorder{outcome: func(q tekton.PipelineRunRequest) error {
+		if q.Labels["kiln.dev/phase"] == "base" {
+			return failed("Failed")
+		}
+		return nil
+	}}
+	p := testPlan(2)
+	p.Notify = true
+	n := &notifications{}
+	env := newEnv(t, p, rec, n.register)
+	env.ExecuteWorkflow(workflows.Build, request(flavours(1)))
+	if env.GetWorkflowError() == nil {
+		t.Fatal("the build succeeded; want it failed")
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.runIDs) != 1 || n.runIDs[0] == "" || n.runIDs[0] != n.runs[0] {
+		t.Errorf("requests' run IDs %q, want exactly one, the workflow's run ID %q", n.runIDs, n.runs)
 	}
 }

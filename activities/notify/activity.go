@@ -64,8 +64,13 @@ func New(send Sender, t *Templates, co CodeownersReader, opts Options) (*Activit
 // NotifyRequest is the input of NotifyBuild: references and small values
 // only.
 type NotifyRequest struct {
-	Event    string                 `json:"event"`
-	BuildID  string                 `json:"buildID"`
+	Event   string `json:"event"`
+	BuildID string `json:"buildID"`
+	// RunID is the Build workflow's run ID: one build ID runs again when
+	// a build is re-run, and each run's mail gets its own Message-ID.
+	// Requests from workflows started before it was added lack it; the
+	// activity's own workflow run ID stands in.
+	RunID    string                 `json:"runID,omitempty"`
 	Request  workflows.BuildRequest `json:"request"`
 	Progress workflows.Progress     `json:"progress"`
 	Start    time.Time              `json:"start"`
@@ -82,8 +87,9 @@ type NotifyResult struct {
 // NotifyBuild mails a build's people about an event. Recipients follow
 // Resolve, with CODEOWNERS read at the build's commit (when it cannot be
 // read, that is reported in the mail and the log, and the other rules
-// still apply). The Message-ID is stable per build and event, so a retried
-// send is the same mail. With nobody to notify it fails non-retryable.
+// still apply). The Message-ID is stable per run of the build and event, so
+// a retried send is the same mail and a re-run's is a new one. With nobody
+// to notify it fails non-retryable.
 func (a *Activities) NotifyBuild(ctx context.Context, in NotifyRequest) (NotifyResult, error) {
 	logger := activity.GetLogger(ctx)
 	rin := RecipientsInput{Only: in.Request.Recipients.Only, Additional: in.Request.Recipients.Additional,
@@ -109,7 +115,11 @@ func (a *Activities) NotifyBuild(ctx context.Context, in NotifyRequest) (NotifyR
 	if len(rcpt.Unresolved) > 0 {
 		logger.Warn("owners without an address", "handles", rcpt.Unresolved)
 	}
-	res := NotifyResult{MessageID: MessageID(in.BuildID, in.Event, a.opts.Domain), To: rcpt.To, Unresolved: append(rcpt.Unresolved, notes...)}
+	runID := in.RunID
+	if runID == "" {
+		runID = activity.GetInfo(ctx).WorkflowExecution.RunID
+	}
+	res := NotifyResult{MessageID: MessageID(in.BuildID, runID, in.Event, a.opts.Domain), To: rcpt.To, Unresolved: append(rcpt.Unresolved, notes...)}
 	if len(rcpt.To) == 0 {
 		return res, temporal.NewNonRetryableApplicationError(
 			"nobody to notify: no recipients in the request, no resolvable CODEOWNERS; set recipients or the handles file", ErrTypeMailRejected, nil)

@@ -77,10 +77,13 @@ type Mail struct {
 	MessageID string
 }
 
-// MessageID is a stable Message-ID for a build's event, so a retried send
-// is recognisable as the same mail.
-func MessageID(buildID, event, domain string) string {
-	sum := sha256.Sum256([]byte(buildID + "\x00" + event))
+// MessageID is the Message-ID of an event of one run of a build: the same
+// for every attempt of the activity in that run, so a retried send is
+// recognisable as the same mail, and another for each run of the build ID
+// (a re-run after a failure), so that mail systems, which deduplicate on
+// the Message-ID, do not drop the re-run's mail as a copy of the first's.
+func MessageID(buildID, runID, event, domain string) string {
+	sum := sha256.Sum256([]byte(buildID + "\x00" + runID + "\x00" + event))
 	return "<kiln." + hex.EncodeToString(sum[:12]) + "@" + domain + ">"
 }
 

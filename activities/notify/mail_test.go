@@ -35,7 +35,7 @@ func TestSendAndClassify(t *testing.T) {
 	srv.Refuse("gone@example.com", 550)
 	srv.Refuse("busy@example.com", 450)
 	m := mailer(t, srv.Addr)
-	mail := Mail{To: []string{"ops@example.com"}, Subject: "s", Text: "plain", HTML: "<p>html</p>", MessageID: MessageID("build/main/1", "Failed", "kiln.test")}
+	mail := Mail{To: []string{"ops@example.com"}, Subject: "s", Text: "plain", HTML: "<p>html</p>", MessageID: MessageID("build/main/1", "run-1", "Failed", "kiln.test")}
 
 	if err := m.Send(context.Background(), mail); err != nil {
 		t.Fatalf("send: %v", err)
@@ -63,9 +63,23 @@ func TestSendAndClassify(t *testing.T) {
 }
 
 func TestMessageIDIsStable(t *testing.T) {
-	a, b := MessageID("build/main/1", "Failed", "x"), MessageID("build/main/1", "Failed", "x")
-	if a != b || a == MessageID("build/main/1", "Cancelled", "x") || !strings.HasPrefix(a, "<kiln.") {
+	a, b := MessageID("build/main/1", "run-1", "Failed", "x"), MessageID("build/main/1", "run-1", "Failed", "x")
+	if a != b || a == MessageID("build/main/1", "run-1", "Cancelled", "x") || !strings.HasPrefix(a, "<kiln.") {
 		t.Errorf("MessageID: %s %s", a, b)
+	}
+}
+
+// TestMessageIDPerRun: a re-run of a build (same build ID, a new run ID)
+// sends a new mail, which mail systems do not drop as a duplicate of the
+// first run's; retries within one run keep the one Message-ID (issue 12).
+func TestMessageIDPerRun(t *testing.T) {
+	first, again := MessageID("build/main/1", "run-1", "Failed", "x"), MessageID("build/main/1", "run-1", "Failed", "x")
+	rerun := MessageID("build/main/1", "run-2", "Failed", "x")
+	if first != again {
+		t.Errorf("one run: %s then %s, want the same Message-ID", first, again)
+	}
+	if first == rerun {
+		t.Errorf("two runs of build/main/1 both got %s, want two Message-IDs", first)
 	}
 }
 
