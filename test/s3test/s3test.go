@@ -23,6 +23,9 @@ import (
 type Server struct {
 	Endpoint       string
 	Access, Secret string
+	path, addr     string // the binary, the listening address
+	data           string
+	log            *os.File
 	cmd            *exec.Cmd
 }
 
@@ -48,31 +51,51 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Endpoint: "http://" + addr, Access: "kilntest", Secret: "kilntest-secret"}
-	s.cmd = exec.Command(path, "--access", s.Access, "--secret", s.Secret, "--port", addr, "posix", data)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := s.cmd.Start(); err != nil {
+	s := &Server{Endpoint: "http://" + addr, Access: "kilntest", Secret: "kilntest-secret", path: path, addr: addr, data: data, log: logf}
+	if err := s.start(ctx); err != nil {
 		return nil, err
 	}
+	return s, nil
+}
+
+// start runs versitygw and waits until it listens.
+func (s *Server) start(ctx context.Context) error {
+	cmd := exec.Command(s.path, "--access", s.Access, "--secret", s.Secret, "--port", s.addr, "posix", s.data)
+	cmd.Stdout, cmd.Stderr = s.log, s.log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	s.cmd = cmd
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
+		if c, err := net.Dial("tcp", s.addr); err == nil {
 			c.Close()
-			return s, nil
+			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			s.Stop()
-			return nil, fmt.Errorf("versitygw did not listen on %s (log %s)", addr, logf.Name())
+			return fmt.Errorf("versitygw did not listen on %s (log %s)", s.addr, s.log.Name())
 		}
 	}
 }
 
-// Stop ends the server.
+// Stop ends the server. Stopping a stopped server does nothing.
 func (s *Server) Stop() {
 	if s.cmd != nil && s.cmd.Process != nil {
 		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 		s.cmd.Wait()
 	}
+	s.cmd = nil
+}
+
+// Restart stops the server if it runs and starts it again on the same
+// port and data directory, so it serves what it stored before: an S3
+// outage and its end, for tests of retries. Stop and Restart must not run
+// concurrently with each other.
+func (s *Server) Restart(ctx context.Context) error {
+	s.Stop()
+	fmt.Fprintf(s.log, "--- s3test: restarting on %s\n", s.addr)
+	return s.start(ctx)
 }
 
 // Client returns an SDK client for the server, path-style.
