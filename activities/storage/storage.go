@@ -18,10 +18,13 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
@@ -174,16 +177,36 @@ func httpStatus(err error) int {
 	return 0
 }
 
+// deniedCodes are S3's error codes for requests that no retry lets
+// through: refused access or credentials, a bucket that does not exist.
+var deniedCodes = map[string]bool{"AccessDenied": true, "InvalidAccessKeyId": true, "SignatureDoesNotMatch": true, "NoSuchBucket": true}
+
 // classify makes S3's permanent errors non-retryable.
 func classify(op string, err error) error {
 	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		switch ae.ErrorCode() {
-		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket":
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %s: %s", op, ae.ErrorCode(), ae.ErrorMessage()), ErrTypeAccessDenied, nil)
-		}
+	if errors.As(err, &ae) && deniedCodes[ae.ErrorCode()] {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %s: %s", op, ae.ErrorCode(), ae.ErrorMessage()), ErrTypeAccessDenied, nil)
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// Transient reports whether a later attempt may succeed where err, from
+// Upload or another S3 call, failed: S3 could not be reached or the
+// connection broke, a request timed out or was throttled, or S3 failed on
+// its side (500, 502, 503, 504), as the AWS SDK's retryer judges errors
+// (also after its own attempts ran out). It is false for what Classify
+// makes non-retryable (refused access or credentials, no such bucket), for
+// S3's other refusals, for a failure reading the body, and for a
+// cancelled context.
+func Transient(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) && deniedCodes[ae.ErrorCode()] {
+		return false
+	}
+	return retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(err) == aws.TrueTernary
 }
 
 // shortCommit is the first 8 characters of a commit hash.

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -14,6 +16,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/kiln-build/kiln/activities/storage"
+	"github.com/kiln-build/kiln/test/kubestack"
+	"github.com/kiln-build/kiln/test/s3test"
 )
 
 // generated returns a reader of n pseudo-random bytes, the same for the same
@@ -117,6 +121,70 @@ func TestUploadToMissingBucketIsPermanent(t *testing.T) {
 		var appErr *temporal.ApplicationError
 		if err = storage.Classify("upload", err); !errors.As(err, &appErr) || appErr.Type() != storage.ErrTypeAccessDenied || !appErr.NonRetryable() {
 			t.Errorf("%d bytes: classified error = %v, want non-retryable %s", size, err, storage.ErrTypeAccessDenied)
+		}
+	}
+}
+
+// TestTransient sorts Upload's errors from real servers: refused
+// credentials, a missing bucket, a broken body and a cancelled context are
+// permanent; S3 down, and a 503 SlowDown, are transient.
+func TestTransient(t *testing.T) {
+	srv, err := s3test.Start(context.Background(), t.TempDir())
+	kubestack.SkipWithoutTools(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	c := srv.Client()
+	if _, err := c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String("staging")}); err != nil {
+		t.Fatal(err)
+	}
+	// client is a client of endpoint; attempts 0 keeps the SDK's three.
+	client := func(endpoint, access, secret string, attempts int) *s3.Client {
+		return s3.New(s3.Options{
+			Region: "us-east-1", BaseEndpoint: aws.String(endpoint), UsePathStyle: true, RetryMaxAttempts: attempts,
+			Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+				return aws.Credentials{AccessKeyID: access, SecretAccessKey: secret}, nil
+			}),
+		})
+	}
+	wrongSecret := client(srv.Endpoint, srv.Access, "wrong", 0)
+	wrongKey := client(srv.Endpoint, "nobody", srv.Secret, 0)
+	slowDown := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
+	}))
+	defer slowDown.Close()
+	throttled := client(slowDown.URL, srv.Access, srv.Secret, 1)
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+
+	upload := func(ctx context.Context, c *s3.Client, bucket string, body io.Reader) error {
+		_, err := storage.Upload(ctx, c, bucket, "k", body, 0, "")
+		return err
+	}
+	permanent := map[string]error{
+		"wrong secret":   upload(context.Background(), wrongSecret, "staging", generated(1, 10)),
+		"unknown key id": upload(context.Background(), wrongKey, "staging", generated(1, 10)),
+		"no such bucket": upload(context.Background(), c, "no-such-bucket", generated(1, 10)),
+		"broken body":    upload(context.Background(), c, "staging", &failingReader{r: generated(1, 10), err: errors.New("disk gone")}),
+		"cancelled":      upload(cancelled, c, "staging", generated(1, 10)),
+	}
+	transient := map[string]error{"503 SlowDown": upload(context.Background(), throttled, "staging", generated(1, 10))}
+	srv.Stop()
+	transient["S3 down, one attempt"] = upload(context.Background(), client(srv.Endpoint, srv.Access, srv.Secret, 1), "staging", generated(1, 10))
+	transient["S3 down, the SDK's attempts"] = upload(context.Background(), c, "staging", generated(1, storage.DefaultPartSize+1))
+	for name, err := range permanent {
+		t.Logf("%s: %v", name, err)
+		if err == nil || storage.Transient(err) {
+			t.Errorf("%s: %v: want a permanent error", name, err)
+		}
+	}
+	for name, err := range transient {
+		t.Logf("%s: %v", name, err)
+		if err == nil || !storage.Transient(err) {
+			t.Errorf("%s: %v: want a transient error", name, err)
 		}
 	}
 }
