@@ -2,13 +2,16 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
@@ -113,4 +116,41 @@ func (c Config) checkLocal(p workflows.Plan, opts local.Options) []error {
 		}
 	}
 	return errs
+}
+
+// ownQueue is the task queue that only the local worker with this root
+// polls: its host name and root, so that a worker restarted on the same
+// machine and root serves its predecessor's runs (and finds what they
+// left), while two workers never share one (lockRoot).
+func ownQueue(queue, root string) string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "localhost"
+	}
+	return queue + "@" + host + ":" + root
+}
+
+// lockRoot takes the local executor's root for this worker, refusing one
+// that another live worker uses: their runs, locks and task queue would
+// mix. The kernel releases the lock when the process dies.
+func lockRoot(root string) (release func(), err error) {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("local.dir: %w", err)
+	}
+	path := filepath.Join(root, "worker.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("local.dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("local.dir: %s is in use by another worker (pid %s); give each local worker its own directory", root, strings.TrimSpace(string(b)))
+		}
+		return nil, fmt.Errorf("local.dir: lock %s: %w", path, err)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() { f.Close() }, nil
 }

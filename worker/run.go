@@ -78,12 +78,29 @@ func Run(ctx context.Context, cfg Config, c client.Client, rc *rest.Config, logg
 		if err != nil {
 			return err
 		}
+		release, err := lockRoot(opts.Root)
+		if err != nil {
+			return err
+		}
+		defer release()
+		opts.WorkerQueue = ownQueue(cfg.TaskQueueName(), opts.Root)
 		acts, err := local.New(opts)
 		if err != nil {
 			return err
 		}
-		// RunPipeline, CancelPipelineRun and ArchiveLogs, as the cluster's.
+		// RunPipeline, CancelPipelineRun, ArchiveLogs and WorkerQueue, as
+		// the cluster's, on the shared queue and on this worker's own,
+		// where workflows send everything that belongs to a run it runs.
 		w.RegisterActivity(acts)
+		own := sdkworker.New(c, opts.WorkerQueue, sdkworker.Options{
+			MaxConcurrentActivityExecutionSize: maxActs,
+			WorkerStopTimeout:                  30 * time.Second,
+		})
+		own.RegisterActivity(acts)
+		if err := own.Start(); err != nil {
+			return fmt.Errorf("start worker on its own task queue %s: %w", opts.WorkerQueue, err)
+		}
+		defer own.Stop()
 		where = opts.Root
 	} else {
 		tk, err := versioned.NewForConfig(rc)

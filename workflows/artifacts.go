@@ -11,14 +11,12 @@ import (
 
 	"github.com/kiln-build/kiln/activities/logs"
 	"github.com/kiln-build/kiln/activities/storage"
+	"github.com/kiln-build/kiln/activities/tekton"
 	"github.com/kiln-build/kiln/workflows/release"
 )
 
 // Change IDs of the artifact work (Plan.Storage).
 const (
-	// changeLogArchive: every PipelineRun's logs are archived after it
-	// ends.
-	changeLogArchive = "log-archive"
 	// changeCheckTargets: a publish target with a platform that nothing
 	// publishes fails the build before anything runs.
 	changeCheckTargets = "check-targets"
@@ -65,28 +63,54 @@ func storageCtx(ctx workflow.Context, heartbeat time.Duration) workflow.Context 
 	})
 }
 
-// archiveLogs archives the logs of the run that the phase's last attempt
-// ran, and records the links (or why there are none) in st. A failure to
-// archive is reported, never the phase's failure.
-func archiveLogs(ctx workflow.Context, st *PhaseState, namespace, key string, heartbeat time.Duration) {
+// archive archives the logs of the run that attempt ran (key), on the
+// worker that ran it (queue, "" for any), and records the outcome in the
+// phase's state: in the background when r.bg is set, else at once.
+func (r phaseRun) archive(ctx workflow.Context, st *PhaseState, key, queue string, attempt int, heartbeat time.Duration) {
+	name := tekton.RunName(key)
+	run := func(ctx workflow.Context) {
+		logs, lerr := archiveLogs(ctx, r.namespace, name, key, queue, heartbeat)
+		if r.state != nil {
+			st = r.state()
+		}
+		if attempt < st.LogsAttempt {
+			return // a later attempt's logs are there already
+		}
+		st.Logs, st.LogsError, st.LogsAttempt = logs, lerr, attempt
+	}
+	if r.bg == nil {
+		run(ctx)
+		return
+	}
+	r.bg.goDisconnected(ctx, run)
+}
+
+// archiveLogs archives a run's logs and returns them by task, or why not.
+// Its retry budget outlasts an S3 outage of well over ten minutes.
+func archiveLogs(ctx workflow.Context, namespace, name, key, queue string, heartbeat time.Duration) (map[string]string, string) {
 	if heartbeat <= 0 {
 		heartbeat = time.Minute
 	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Minute,
-		HeartbeatTimeout:    heartbeat,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 2 * time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5},
-	})
+	o := workflow.ActivityOptions{
+		StartToCloseTimeout:    10 * time.Minute,
+		ScheduleToCloseTimeout: 40 * time.Minute,
+		HeartbeatTimeout:       heartbeat,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
+	}
+	if queue != "" {
+		o.TaskQueue = queue // the run's logs are on that worker
+	}
 	var out logs.ArchiveResult
-	err := workflow.ExecuteActivity(actx, ActivityArchiveLogs, logs.ArchiveRequest{Namespace: namespace, PipelineRun: st.PipelineRun, Path: key}).Get(ctx, &out)
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, o), ActivityArchiveLogs,
+		logs.ArchiveRequest{Namespace: namespace, PipelineRun: name, Path: key}).Get(ctx, &out)
 	switch {
 	case err != nil:
-		st.Logs, st.LogsError = nil, rootMessage(err)
-		workflow.GetLogger(ctx).Warn("log archive failed", "pipelinerun", st.PipelineRun, "error", err)
+		workflow.GetLogger(ctx).Warn("log archive failed", "pipelinerun", name, "error", err)
+		return nil, rootMessage(err)
 	case len(out.Missing) > 0:
-		st.Logs, st.LogsError = out.Logs, "pods gone before their logs were read: "+strings.Join(out.Missing, ", ")
+		return out.Logs, "pods gone before their logs were read: " + strings.Join(out.Missing, ", ")
 	default:
-		st.Logs, st.LogsError = out.Logs, ""
+		return out.Logs, ""
 	}
 }
 

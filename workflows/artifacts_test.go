@@ -35,6 +35,8 @@ type store struct {
 	// release and requirements are the .release and .requirements files'
 	// contents Verify returns, by flavour.
 	release, requirements map[string]string
+	// beforeArchive, if set, runs (unlocked) before an archive answers.
+	beforeArchive func(path string) error
 }
 
 func newStore() *store {
@@ -116,6 +118,11 @@ func (s *store) register(env *testsuite.TestWorkflowEnvironment) {
 		Logs map[string]string `json:"logs"`
 	}
 	env.RegisterActivityWithOptions(func(_ context.Context, in archiveIn) (archiveOut, error) {
+		if s.beforeArchive != nil {
+			if err := s.beforeArchive(in.Path); err != nil {
+				return archiveOut{}, err
+			}
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.archived = append(s.archived, in.PipelineRun)

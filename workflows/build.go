@@ -7,10 +7,8 @@ import (
 	"strings"
 	"time"
 
-	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kiln-build/kiln/activities/tekton"
 	"github.com/kiln-build/kiln/workflows/flavour"
@@ -61,7 +59,7 @@ type BuildResult struct {
 // workflow with bounded parallelism, then publishes per platform. Its
 // progress is always available through the "progress" query.
 func Build(ctx workflow.Context, in BuildRequest) (BuildResult, error) {
-	b := &build{in: in, id: workflow.GetInfo(ctx).WorkflowExecution.ID}
+	b := &build{in: in, id: workflow.GetInfo(ctx).WorkflowExecution.ID, bg: newBackground(ctx)}
 	b.progress.State = StateRunning
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) { return b.progress, nil }); err != nil {
 		return BuildResult{}, err
@@ -120,6 +118,8 @@ func Build(ctx workflow.Context, in BuildRequest) (BuildResult, error) {
 		b.progress.Error = err.Error()
 		event = EventFailed
 	}
+	// The log archives of the last runs may still be going.
+	b.bg.wait(ctx)
 	if notifying && event != "" {
 		// The result stays the build's own, whatever happens to the mail.
 		b.notify(ctx, event, start)
@@ -137,6 +137,8 @@ type build struct {
 	resume   bool            // the resume gate is part of this build (GetVersion)
 	// flavourResults are the flavours' children's results, by name.
 	flavourResults map[string]FlavourResult
+	// bg holds the log archives, which run beside the next phases.
+	bg *background
 }
 
 func (b *build) run(ctx workflow.Context) error {
@@ -238,6 +240,7 @@ func (b *build) phase(ctx workflow.Context, name string, cfg *PipelineConfig) er
 			cfg: *cfg, namespace: b.plan.Namespace, key: roundKey(b.id+"/"+name, round),
 			labels: map[string]string{labelBuild: labelValue(b.id), labelPhase: name},
 			data:   b.data(flavour.Flavour{}, ""), plan: &b.plan,
+			bg: b.bg, state: func() *PhaseState { return b.state(name) },
 		})
 		if err == nil {
 			b.results[name] = resultMap(res)
@@ -441,6 +444,7 @@ func (b *build) publish(ctx workflow.Context) error {
 			cfg: b.plan.Publish[p], namespace: b.plan.Namespace, key: b.id + "/" + PhasePublish + "/" + p,
 			labels: map[string]string{labelBuild: labelValue(b.id), labelPhase: PhasePublish, labelPlatform: p},
 			data:   b.data(first[p], p), plan: &b.plan,
+			bg: b.bg, state: func() *PhaseState { return b.state(PhasePublish + "/" + p) },
 		})
 		return err
 	}
@@ -490,111 +494,6 @@ const (
 )
 
 // phaseRun is one phase's pipeline to run.
-type phaseRun struct {
-	cfg       PipelineConfig
-	namespace string
-	key       string
-	labels    map[string]string
-	data      TemplateData
-	plan      *Plan // heartbeat timeout, log archive
-}
-
-// runPhase runs cfg's pipeline, starting a fresh PipelineRun for each
-// attempt when the pipeline fails, and records everything in st.
-func runPhase(ctx workflow.Context, st *PhaseState, r phaseRun) (tekton.PipelineRunResult, error) {
-	var res tekton.PipelineRunResult
-	params, err := r.cfg.Render(r.data)
-	var labels, annotations map[string]string
-	if err == nil {
-		labels, err = r.cfg.RenderLabels(r.data)
-	}
-	if err == nil {
-		annotations, err = r.cfg.RenderAnnotations(r.data)
-	}
-	if err != nil {
-		st.State, st.Error = StateFailed, err.Error()
-		return res, temporal.NewNonRetryableApplicationError(st.Name+": "+err.Error(), ErrTypePhaseFailed, nil)
-	}
-	for k, v := range r.labels {
-		labels[k] = v // kiln's identity labels win
-	}
-	annotations["kiln.dev/workflow-id"] = r.data.BuildID
-	heartbeat := r.plan.HeartbeatTimeout
-	if heartbeat <= 0 {
-		heartbeat = time.Minute
-	}
-	timeout := r.cfg.Timeout
-	if timeout <= 0 {
-		timeout = time.Hour
-	}
-	attempts := max(r.cfg.Attempts, 1)
-	backoff := r.cfg.Backoff
-	if backoff <= 0 {
-		backoff = 30 * time.Second
-	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		// The pipeline's own timeout, and time for the API server to be
-		// away for a while.
-		StartToCloseTimeout: timeout + 10*time.Minute,
-		// RunPipeline heartbeats at a third of this; a lost worker is
-		// noticed within it and the next attempt re-attaches.
-		HeartbeatTimeout:    heartbeat,
-		WaitForCancellation: true,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    2 * time.Second,
-			BackoffCoefficient: 2,
-			MaximumInterval:    time.Minute,
-			// Retries cover API-server trouble and lost workers; pipeline
-			// failures are non-retryable and handled below with a fresh run.
-			MaximumAttempts: 20,
-		},
-	})
-	var a *tekton.Activities
-	st.Start = workflow.Now(ctx)
-	for attempt := 1; ; attempt++ {
-		key := fmt.Sprintf("%s/a%d", r.key, attempt)
-		st.State, st.Attempt, st.PipelineRun, st.Error = StateRunning, attempt, tekton.RunName(key), ""
-		req := tekton.PipelineRunRequest{
-			Namespace: r.namespace, Key: key,
-			PipelineRef: r.cfg.PipelineRef, PipelineSpec: r.cfg.PipelineSpec,
-			Params: params, Workspaces: r.cfg.Workspaces, ServiceAccountName: r.cfg.ServiceAccountName,
-			Labels:      labels,
-			Annotations: annotations,
-		}
-		if r.cfg.Timeout > 0 {
-			req.Timeouts = &pipelinev1.TimeoutFields{Pipeline: &metav1.Duration{Duration: r.cfg.Timeout}}
-		}
-		err := workflow.ExecuteActivity(actx, a.RunPipeline, req).Get(ctx, &res)
-		end := workflow.Now(ctx)
-		cancelled := temporal.IsCanceledError(err) || ctx.Err() != nil
-		if !cancelled && r.plan.Storage != nil && r.plan.Storage.ArchiveLogs &&
-			workflow.GetVersion(ctx, changeLogArchive, workflow.DefaultVersion, 1) == 1 {
-			// The pods are there until the run is deleted: archive now,
-			// for a failed run as much as for one that succeeded.
-			archiveLogs(ctx, st, r.namespace, key, heartbeat)
-		}
-		st.End = end
-		if err == nil {
-			st.State, st.Dashboard = StateSucceeded, res.Dashboard
-			return res, nil
-		}
-		if cancelled {
-			st.State = StateCancelled
-			return res, err
-		}
-		st.Error = rootMessage(err)
-		if !isPipelineFailure(err) || attempt >= attempts {
-			st.State = StateFailed
-			return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %s", st.Name, st.Error), ErrTypePhaseFailed, err)
-		}
-		st.State = StateRetrying
-		if err := workflow.Sleep(ctx, backoff<<(attempt-1)); err != nil {
-			st.State = StateCancelled
-			return res, err
-		}
-	}
-}
-
 // isPipelineFailure reports whether err is a pipeline that ran and failed
 // (worth a fresh PipelineRun), as opposed to a bad spec or a conflict.
 func isPipelineFailure(err error) bool {

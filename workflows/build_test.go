@@ -69,9 +69,27 @@ type recorder struct {
 	block    string // phase whose runs block until cancelled
 	outcome  func(tekton.PipelineRunRequest) error
 	results  func(tekton.PipelineRunRequest) []pipelinev1.PipelineRunResult // more results
+	// override, if set, runs instead (and may call record).
+	override func(context.Context, tekton.PipelineRunRequest) (tekton.PipelineRunResult, error)
+	// cancelHook, if set, answers CancelPipelineRun.
+	cancelHook func(context.Context, tekton.CancelRequest) error
+}
+
+func (r *recorder) cancelRun(ctx context.Context, in tekton.CancelRequest) error {
+	if r.cancelHook != nil {
+		return r.cancelHook(ctx, in)
+	}
+	return nil
 }
 
 func (r *recorder) run(ctx context.Context, req tekton.PipelineRunRequest) (tekton.PipelineRunResult, error) {
+	if r.override != nil {
+		return r.override(ctx, req)
+	}
+	return r.record(ctx, req)
+}
+
+func (r *recorder) record(ctx context.Context, req tekton.PipelineRunRequest) (tekton.PipelineRunResult, error) {
 	phase := req.Labels["kiln.dev/phase"]
 	r.mu.Lock()
 	r.reqs = append(r.reqs, req)
@@ -137,6 +155,7 @@ func newEnv(t *testing.T, p workflows.Plan, rec *recorder, register ...func(*tes
 	env.RegisterActivity(a)
 	rec.inFlight, rec.maxIn = map[string]int{}, map[string]int{}
 	env.OnActivity(a.RunPipeline, mock.Anything, mock.Anything).Return(rec.run)
+	env.OnActivity(a.CancelPipelineRun, mock.Anything, mock.Anything).Return(rec.cancelRun)
 	return env
 }
 

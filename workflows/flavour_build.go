@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"errors"
+
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -61,6 +63,20 @@ func FlavourBuild(ctx workflow.Context, in FlavourInput) (FlavourResult, error) 
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() ([]PhaseState, error) { return res.Phases, nil }); err != nil {
 		return res, err
 	}
+	bg := newBackground(ctx)
+	err := flavourBuild(ctx, in, &res, bg)
+	// The log archives run beside the next phases; the parent sees the
+	// phases with their logs, in the result or in the error's details.
+	bg.wait(ctx)
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() == ErrTypePhaseFailed && appErr.HasDetails() {
+		err = temporal.NewNonRetryableApplicationError(appErr.Message(), ErrTypePhaseFailed, appErr.Unwrap(), res)
+	}
+	return res, err
+}
+
+func flavourBuild(ctx workflow.Context, in FlavourInput, resp *FlavourResult, bg *background) error {
+	res := resp
 	res.Phases = []PhaseState{{Name: PhaseImage}, {Name: PhaseTest}}
 	if in.Plan.TestPlatform != nil {
 		res.Phases = append(res.Phases, PhaseState{Name: PhaseTestPlatform})
@@ -68,13 +84,13 @@ func FlavourBuild(ctx workflow.Context, in FlavourInput) (FlavourResult, error) 
 	var fa *flavourArtifacts
 	if in.Plan.Storage != nil {
 		res.Phases = append(res.Phases, PhaseState{Name: PhaseArtifacts})
-		fa = &flavourArtifacts{in: in, res: &res, st: res.phase(PhaseArtifacts)}
+		fa = &flavourArtifacts{in: in, res: res, st: res.phase(PhaseArtifacts)}
 		reused, err := fa.findManifest(ctx)
 		if err != nil {
-			return res, err
+			return err
 		}
 		if reused {
-			return res, nil
+			return nil
 		}
 	}
 	// The tests are skipped (with the reason) unless they run below.
@@ -100,16 +116,16 @@ func FlavourBuild(ctx workflow.Context, in FlavourInput) (FlavourResult, error) 
 	img, err := runPhase(ctx, res.phase(PhaseImage), phaseRun{
 		cfg: *in.Plan.Image, namespace: in.Plan.Namespace,
 		key: roundKey(in.BuildID+"/"+PhaseImage+"/"+name, in.Round), labels: labels(PhaseImage), data: data,
-		plan: &in.Plan,
+		plan: &in.Plan, bg: bg,
 	})
 	if err != nil {
 		skipTests("the image was not built")
 		if temporal.IsCanceledError(err) {
-			return res, err
+			return err
 		}
 		// The result is lost when a workflow fails: carry the phases in
 		// the error's details for the parent's progress.
-		return res, temporal.NewNonRetryableApplicationError(res.Phases[0].Error, ErrTypePhaseFailed, err, res)
+		return temporal.NewNonRetryableApplicationError(res.Phases[0].Error, ErrTypePhaseFailed, err, *res)
 	}
 	res.Image = resultMap(img)
 	built := workflow.Now(ctx)
@@ -117,9 +133,9 @@ func FlavourBuild(ctx workflow.Context, in FlavourInput) (FlavourResult, error) 
 		if err := fa.verify(ctx); err != nil {
 			skipTests("the artifacts were not verified")
 			if temporal.IsCanceledError(err) {
-				return res, err
+				return err
 			}
-			return res, temporal.NewNonRetryableApplicationError(fa.st.Error, ErrTypePhaseFailed, err, res)
+			return temporal.NewNonRetryableApplicationError(fa.st.Error, ErrTypePhaseFailed, err, *res)
 		}
 	}
 
@@ -154,10 +170,10 @@ func FlavourBuild(ctx workflow.Context, in FlavourInput) (FlavourResult, error) 
 			if _, err := runPhase(ctx, st, phaseRun{
 				cfg: *t.cfg, namespace: in.Plan.Namespace,
 				key: roundKey(in.BuildID+"/"+t.phase+"/"+name, in.Round), labels: labels(t.phase), data: data,
-				plan: &in.Plan,
+				plan: &in.Plan, bg: bg,
 			}); err != nil {
 				if temporal.IsCanceledError(err) {
-					return res, err
+					return err
 				}
 				res.TestFailed = true
 				if res.Error != "" {
@@ -170,14 +186,15 @@ func FlavourBuild(ctx workflow.Context, in FlavourInput) (FlavourResult, error) 
 	if fa != nil {
 		if !in.Request.Has(TargetManifest) {
 			fa.st.State, fa.st.End, fa.st.Reason = StateSucceeded, workflow.Now(ctx), "verified "+res.Base+"; target manifest not requested"
-			return res, nil
+			return nil
 		}
+		bg.wait(ctx) // the manifest names the archived logs
 		if err := fa.manifest(ctx, built); err != nil {
 			if temporal.IsCanceledError(err) {
-				return res, err
+				return err
 			}
-			return res, temporal.NewNonRetryableApplicationError(fa.st.Error, ErrTypePhaseFailed, err, res)
+			return temporal.NewNonRetryableApplicationError(fa.st.Error, ErrTypePhaseFailed, err, *res)
 		}
 	}
-	return res, nil
+	return nil
 }

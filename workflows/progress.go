@@ -47,6 +47,9 @@ type PhaseState struct {
 	// the run's logs are archived; LogsError says why they are not.
 	Logs      map[string]string `json:"logs,omitempty"`
 	LogsError string            `json:"logsError,omitempty"`
+	// LogsAttempt is the attempt whose logs Logs holds: the archive runs
+	// beside the next attempt or phase.
+	LogsAttempt int `json:"logsAttempt,omitempty"`
 }
 
 // FlavourState is one flavour's state: its child workflow and its image

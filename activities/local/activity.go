@@ -26,6 +26,7 @@ type Activities struct {
 	runner    *Runner
 	heartbeat time.Duration
 	archive   *Archive
+	queue     string
 }
 
 // New returns the Activities, running pipelines with a Runner for opts and
@@ -39,7 +40,7 @@ func New(opts Options) (*Activities, error) {
 		return nil, err
 	}
 	a := NewWithRunner(r, opts.HeartbeatInterval)
-	a.archive = opts.Archive
+	a.archive, a.queue = opts.Archive, opts.WorkerQueue
 	return a, nil
 }
 
@@ -68,9 +69,11 @@ func NewWithRunner(r *Runner, heartbeat time.Duration) *Activities {
 // CouldntGetPipelineResult) with a tekton.Failure as details; an invalid
 // spec or an unsupported feature gives a non-retryable
 // tekton.ErrTypeInvalidSpec naming the field; a run name used by another
-// spec gives tekton.ErrTypeConflict. When the activity is cancelled, the
-// run's steps are killed before it returns; when the worker stops, they
-// are killed and the run is left for the next attempt (retryable).
+// spec gives tekton.ErrTypeConflict. When ctx ends (the activity is
+// cancelled, or its heartbeats are lost), RunPipeline returns and the run
+// goes on: the next attempt in this worker joins it, and a workflow stops
+// it with CancelPipelineRun. When the worker stops, the steps are killed
+// and the run is left for the next attempt (retryable).
 func (a *Activities) RunPipeline(ctx context.Context, in tekton.PipelineRunRequest) (tekton.PipelineRunResult, error) {
 	pr, err := pipelineRunFor(in)
 	if err != nil {
@@ -108,10 +111,11 @@ func (a *Activities) RunPipeline(ctx context.Context, in tekton.PipelineRunReque
 		err error
 	}
 	done := make(chan result, 1)
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
+	// The run does not end with ctx: ctx also ends when heartbeats cannot
+	// reach Temporal, and then the next attempt joins the run in progress.
+	// Workflows stop runs with CancelPipelineRun.
 	go func() {
-		out, err := a.runner.Run(rctx, pr, onProgress)
+		out, err := a.runner.Run(context.WithoutCancel(ctx), pr, onProgress)
 		done <- result{out, err}
 	}()
 	activity.RecordHeartbeat(ctx, progress())
@@ -136,13 +140,28 @@ func (a *Activities) RunPipeline(ctx context.Context, in tekton.PipelineRunReque
 			<-done
 			return tekton.PipelineRunResult{}, fmt.Errorf("worker is stopping; pipelinerun %s was interrupted and the next attempt runs it again", pr.Name)
 		case <-ctx.Done():
-			cancel() // Run cancels the run and waits for its steps to be killed
-			<-done
-			logger.Info("pipelinerun cancelled", "pipelinerun", pr.Name)
-			return tekton.PipelineRunResult{}, ctx.Err()
+			// A cancelled build's workflow has asked CancelPipelineRun to
+			// stop the run, which then ends at once: report its outcome if
+			// it does. Otherwise leave it running.
+			t := time.NewTimer(cancelGrace)
+			defer t.Stop()
+			select {
+			case res := <-done:
+				if res.err == nil {
+					logger.Info("pipelinerun finished", "pipelinerun", pr.Name, "reason", res.out.Status.Reason)
+					return outcome(res.out)
+				}
+			case <-t.C:
+			}
+			logger.Info("stopped awaiting; the pipelinerun keeps running", "pipelinerun", pr.Name, "cause", context.Cause(ctx))
+			return tekton.PipelineRunResult{}, fmt.Errorf("stopped awaiting pipelinerun %s, which keeps running: %w", pr.Name, ctx.Err())
 		}
 	}
 }
+
+// cancelGrace is how long RunPipeline waits, once its context ends, for
+// the run to end too (as it does at once after CancelPipelineRun).
+const cancelGrace = 2 * time.Second
 
 func (a *Activities) heartbeatInterval(ctx context.Context) time.Duration {
 	if a.heartbeat > 0 {
@@ -175,6 +194,12 @@ func (a *Activities) CancelPipelineRun(ctx context.Context, in tekton.CancelRequ
 	}
 	return nil
 }
+
+// WorkerQueue returns Options.WorkerQueue, the task queue that this worker
+// alone polls: a run's processes, logs and cancellation live here, so
+// workflows send the run's RunPipeline, CancelPipelineRun and ArchiveLogs
+// there. "" (no such queue) means any worker of the build's task queue.
+func (a *Activities) WorkerQueue(context.Context) (string, error) { return a.queue, nil }
 
 // pipelineRunFor builds the PipelineRun for a request as the cluster
 // backend does; a run needs a namespace only to carry one.

@@ -251,22 +251,39 @@ func TestRunPipelineActivityCancellation(t *testing.T) {
 	long := embedded("build", "touch "+d+"/started-$(context.task.retry-count); sleep 1000")
 	started := func() bool { _, err := os.Stat(filepath.Join(d, "started-0")); return err == nil }
 
-	t.Run("activity cancelled", func(t *testing.T) {
+	t.Run("context ends", func(t *testing.T) {
+		// A lost heartbeat ends the activity's context as a cancel does:
+		// the activity stops awaiting, the run goes on, the next attempt
+		// joins it, and only CancelPipelineRun stops it.
 		a, _ := newActivities(t, Options{})
+		in := request("cancel", long)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		out := execute(a, request("cancel", long), func(env *testsuite.TestActivityEnvironment) {
+		out := execute(a, in, func(env *testsuite.TestActivityEnvironment) {
 			env.SetWorkerOptions(worker.Options{BackgroundActivityContext: ctx})
 		})
 		waitFor(t, "the step to start", time.Minute, started)
 		cancel()
 		o := wait(t, out)
-		if o.err == nil || !strings.Contains(o.err.Error(), context.Canceled.Error()) {
-			t.Errorf("error %v, want a cancellation", o.err)
+		if o.err == nil || !strings.Contains(o.err.Error(), "keeps running") {
+			t.Errorf("error %v, want the run left running", o.err)
 		}
-		s, err := a.runner.Status(tekton.RunName("cancel"))
-		if err != nil || s.Reason != "Cancelled" {
-			t.Errorf("status %v %s", err, describe(s))
+		s, err := a.runner.Status(tekton.RunName(in.Key))
+		if err != nil || s.State != StateRunning {
+			t.Fatalf("after the context ended: status %v %s, want still running", err, describe(s))
+		}
+		next := execute(a, in, nil)
+		var env testsuite.WorkflowTestSuite
+		env.SetLogger(sdkLogger)
+		cenv := env.NewTestActivityEnvironment()
+		cenv.RegisterActivity(a)
+		if _, err := cenv.ExecuteActivity(a.CancelPipelineRun, tekton.CancelRequest{PipelineRun: tekton.RunName(in.Key)}); err != nil {
+			t.Fatal(err)
+		}
+		o = wait(t, next)
+		wantAppError(t, o.err, "Cancelled", "was cancelled")
+		if n, _ := filepath.Glob(filepath.Join(d, "started-*")); len(n) != 1 {
+			t.Errorf("the step started %d times, want once: the next attempt joins the run", len(n))
 		}
 		os.Remove(filepath.Join(d, "started-0"))
 	})
@@ -319,7 +336,13 @@ func TestRunPipelineActivityCancellation(t *testing.T) {
 			env.SetWorkerOptions(worker.Options{BackgroundActivityContext: ctx})
 		})
 		waitFor(t, "the step to start again", time.Minute, started)
-		cancel()
+		var ts testsuite.WorkflowTestSuite
+		ts.SetLogger(sdkLogger)
+		cenv := ts.NewTestActivityEnvironment()
+		cenv.RegisterActivity(a)
+		if _, err := cenv.ExecuteActivity(a.CancelPipelineRun, tekton.CancelRequest{PipelineRun: tekton.RunName(in.Key)}); err != nil {
+			t.Fatal(err)
+		}
 		wait(t, next)
 	})
 }

@@ -60,6 +60,10 @@ type Options struct {
 	// changes (Activities only). Optional: default a third of the
 	// activity's heartbeat timeout, at most 5 s.
 	HeartbeatInterval time.Duration
+	// WorkerQueue is the Temporal task queue that only this worker polls,
+	// which WorkerQueue reports (Activities only). Optional: "" sends a
+	// run's activities to any worker, right only for a single worker.
+	WorkerQueue string
 	// Archive is where ArchiveLogs puts the step logs (Activities only).
 	// Optional: without it, ArchiveLogs fails with
 	// ErrTypeStorageNotConfigured.

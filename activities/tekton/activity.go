@@ -3,7 +3,6 @@ package tekton
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"text/template"
@@ -21,9 +20,9 @@ import (
 
 // Options configure the Activities.
 type Options struct {
-	// CancelMode is written to spec.status when an awaiting activity is
-	// cancelled: Cancelled, CancelledRunFinally or StoppedRunFinally.
-	// Optional: default Cancelled.
+	// CancelMode is written to spec.status by CancelPipelineRun when the
+	// request names no mode: Cancelled, CancelledRunFinally or
+	// StoppedRunFinally. Optional: default Cancelled.
 	CancelMode pipelinev1.PipelineRunSpecStatus
 	// DashboardURL is a text/template for a run's Tekton Dashboard link,
 	// over .Namespace and .Name. Optional: no links when empty. Example:
@@ -108,7 +107,9 @@ func (a *Activities) dashboardURL(ns, name string) string {
 // ApplicationError whose type is Tekton's reason, with a Failure as details.
 // ErrTypeInvalidSpec, ErrTypeConflict, ErrTypeForbidden and ErrTypeDeleted
 // are non-retryable too; everything else (API-server trouble) is retryable.
-// Cancellation patches the run's spec.status to the configured mode.
+// When ctx ends RunPipeline returns and leaves the run alone: ctx also ends
+// when heartbeats are lost, and the next attempt re-attaches. Workflows
+// cancel runs with CancelPipelineRun.
 func (a *Activities) RunPipeline(ctx context.Context, in PipelineRunRequest) (PipelineRunResult, error) {
 	pr, err := buildPipelineRun(ctx, in)
 	if err != nil {
@@ -269,20 +270,15 @@ func (a *Activities) heartbeatInterval(ctx context.Context) time.Duration {
 	return max(d, 100*time.Millisecond)
 }
 
-// stopped handles the end of ctx while awaiting. A cancellation patches the
-// run; a deadline leaves it to the next attempt, which re-attaches.
+// stopped handles the end of ctx while awaiting. It never touches the run:
+// the context also ends when a heartbeat cannot reach Temporal (a server
+// restart, a network partition), and then the run must keep going for the
+// next attempt to re-attach to. A real cancellation (an operator's, the
+// build's deadline, a phase timeout) is the workflow's to act on: it calls
+// CancelPipelineRun for every run it started.
 func (a *Activities) stopped(ctx context.Context, ns, name string) error {
-	if !errors.Is(ctx.Err(), context.Canceled) {
-		return ctx.Err()
-	}
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if err := a.patchStatus(pctx, ns, name, a.cancelMode); err != nil {
-		activity.GetLogger(ctx).Error("cancel pipelinerun", "pipelinerun", name, "error", err)
-		return fmt.Errorf("activity cancelled, but cancelling pipelinerun %s/%s: %w", ns, name, err)
-	}
-	activity.GetLogger(ctx).Info("pipelinerun cancelled", "pipelinerun", name, "mode", a.cancelMode)
-	return ctx.Err()
+	activity.GetLogger(ctx).Info("stopped awaiting; the pipelinerun keeps running", "pipelinerun", name, "cause", context.Cause(ctx))
+	return fmt.Errorf("stopped awaiting pipelinerun %s/%s, which keeps running: %w", ns, name, ctx.Err())
 }
 
 func (a *Activities) patchStatus(ctx context.Context, ns, name string, mode pipelinev1.PipelineRunSpecStatus) error {
@@ -296,8 +292,9 @@ func (a *Activities) patchStatus(ctx context.Context, ns, name string, mode pipe
 
 // CancelPipelineRun sets the run's spec.status to in.Mode (default: the
 // configured mode). It is idempotent: cancelling a finished, cancelled or
-// missing run succeeds. Workflows use it to clean up runs whose awaiting
-// activity can no longer be cancelled, such as after a timeout.
+// missing run succeeds. Workflows call it, from a disconnected context, for
+// every run they started when a build is cancelled or times out: the
+// awaiting RunPipeline only stops awaiting.
 func (a *Activities) CancelPipelineRun(ctx context.Context, in CancelRequest) error {
 	mode := in.Mode
 	if mode == "" {
@@ -324,6 +321,11 @@ func (a *Activities) CancelPipelineRun(ctx context.Context, in CancelRequest) er
 	}
 	return nil
 }
+
+// WorkerQueue says where the activities of one PipelineRun go: "", any
+// worker of the build's task queue, since every worker sees every
+// PipelineRun. (The local executor answers with its own worker's queue.)
+func (a *Activities) WorkerQueue(context.Context) (string, error) { return "", nil }
 
 // outcome maps a finished run to the activity's result or error.
 func outcome(pr *pipelinev1.PipelineRun, p Progress) (done bool, res PipelineRunResult, err error) {

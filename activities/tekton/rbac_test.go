@@ -58,6 +58,12 @@ func TestDeployRBACIsEnough(t *testing.T) {
 	h.set(name, running)
 	cancel()
 	h.wait(out)
+	var ts testsuite.WorkflowTestSuite
+	cenv := ts.NewTestActivityEnvironment()
+	cenv.RegisterActivity(h.acts)
+	if _, err := cenv.ExecuteActivity(h.acts.CancelPipelineRun, tekton.CancelRequest{Namespace: h.ns, PipelineRun: name}); err != nil {
+		t.Fatalf("CancelPipelineRun as %s: %v", sa.Name, err)
+	}
 	pr, err := h.sim.Client.TektonV1().PipelineRuns(h.ns).Get(h.ctx(), name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)

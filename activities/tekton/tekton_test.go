@@ -433,7 +433,11 @@ func TestInvalidSpecIsNonRetryableAndNamesField(t *testing.T) {
 	}
 }
 
-func TestCancelPatchesSpecStatus(t *testing.T) {
+// TestContextEndLeavesTheRunAlone: when the activity's context ends (a
+// lost heartbeat ends it as a cancel does), RunPipeline stops awaiting and
+// leaves the run running; CancelPipelineRun, which the workflow calls on a
+// real cancel, patches spec.status with each mode.
+func TestContextEndLeavesTheRunAlone(t *testing.T) {
 	for _, mode := range tekton.CancelModes {
 		t.Run(string(mode), func(t *testing.T) {
 			h := newHarness(t, tekton.Options{CancelMode: mode})
@@ -448,17 +452,27 @@ func TestCancelPatchesSpecStatus(t *testing.T) {
 			h.set(name, running)
 			cancel()
 			o := h.wait(out)
-			// The test environment reports the activity's context.Canceled as
-			// an error; a real server reports a CanceledError (see test/).
-			if o.err == nil || !strings.Contains(o.err.Error(), context.Canceled.Error()) {
-				t.Errorf("error %v (%T), want a cancellation", o.err, o.err)
+			if o.err == nil || !strings.Contains(o.err.Error(), "keeps running") {
+				t.Errorf("error %v (%T), want the run left running", o.err, o.err)
 			}
 			pr, err := h.sim.Client.TektonV1().PipelineRuns(h.ns).Get(h.ctx(), name, metav1.GetOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
+			if pr.Spec.Status != "" {
+				t.Errorf("spec.status = %q after the context ended, want the run untouched", pr.Spec.Status)
+			}
+			var s testsuite.WorkflowTestSuite
+			env := s.NewTestActivityEnvironment()
+			env.RegisterActivity(h.acts)
+			if _, err := env.ExecuteActivity(h.acts.CancelPipelineRun, tekton.CancelRequest{Namespace: h.ns, PipelineRun: name}); err != nil {
+				t.Fatal(err)
+			}
+			if pr, err = h.sim.Client.TektonV1().PipelineRuns(h.ns).Get(h.ctx(), name, metav1.GetOptions{}); err != nil {
+				t.Fatal(err)
+			}
 			if pr.Spec.Status != mode {
-				t.Errorf("spec.status = %q, want %q", pr.Spec.Status, mode)
+				t.Errorf("spec.status = %q after CancelPipelineRun, want %q", pr.Spec.Status, mode)
 			}
 		})
 	}
