@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -61,8 +62,11 @@ A run's logs come from the local executor's directory when they are there
 (--dir; default the config's local.dir with --config, else .kiln/local).
 Otherwise, if the build archived them to S3, they are downloaded with the
 storage settings of the worker config given with --config. A run whose logs
-are in neither place gets a line saying so; kiln logs fails if it found no
-logs at all.
+are in neither place gets a line saying so, and kiln logs then exits
+non-zero naming every run and task whose logs are missing. A local run that
+did not finish (its worker died, or a later attempt ran on another worker)
+gives way to the archived logs of the attempt that completed. Where each
+run's logs come from is written to stderr, so stdout holds the logs alone.
 
 --task prints one pipeline task only; naming a task no run has is an
 error that lists the tasks there are.` + temporalEnvHelp,
@@ -73,7 +77,7 @@ error that lists the tasks there are.` + temporalEnvHelp,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			p := &logPrinter{out: cmd.OutOrStdout(), dir: dir, task: task}
+			p := &logPrinter{out: cmd.OutOrStdout(), note: cmd.ErrOrStderr(), dir: dir, task: task}
 			if configPath != "" {
 				cfg, err := worker.LoadConfig(configPath, os.Getenv)
 				if err != nil {
@@ -120,6 +124,11 @@ error that lists the tasks there are.` + temporalEnvHelp,
 // logPrinter prints runs' logs to out.
 type logPrinter struct {
 	out io.Writer
+	// note receives where each run's logs come from (stderr), so that out
+	// holds the logs alone.
+	note io.Writer
+	// missing lists the runs and tasks whose logs were found nowhere.
+	missing []string
 	// dir is the local executor's directory.
 	dir string
 	// s3 reads archived logs; nil without a config with storage.
@@ -136,8 +145,18 @@ func (p *logPrinter) localRun(ctx context.Context, name string, st local.RunStat
 	if p.task != "" && !slices.Contains(tasks, p.task) {
 		return fmt.Errorf("run %s has no task %s; its tasks: %s", name, p.task, strings.Join(tasks, ", "))
 	}
-	_, err := p.run(ctx, runRef{run: name}, st)
-	return err
+	if _, err := p.run(ctx, runRef{run: name}, st); err != nil {
+		return err
+	}
+	return p.missingError(name)
+}
+
+// missingError names the runs and tasks whose logs were found nowhere.
+func (p *logPrinter) missingError(id string) error {
+	if len(p.missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("logs of %s are missing for %d of its runs or tasks (see above): %s", id, len(p.missing), strings.Join(p.missing, ", "))
 }
 
 // runRef is one PipelineRun of a build.
@@ -232,16 +251,25 @@ func (p *logPrinter) build(ctx context.Context, id string, prog workflows.Progre
 	if shown == 0 {
 		return fmt.Errorf("found no logs of build %s (see above)", id)
 	}
-	return nil
+	return p.missingError(id)
 }
 
 // run prints r's logs: from the local run st if it is on this machine
 // (st.Name set), else from the archive. It returns how many tasks' logs it
 // printed; runs and tasks without logs get a line saying why.
 func (p *logPrinter) run(ctx context.Context, r runRef, st local.RunStatus) (int, error) {
-	if st.Name == "" {
+	name := strings.TrimSpace(r.title + " " + r.run)
+	switch {
+	case st.Name == "":
+		return p.archivedRun(ctx, r)
+	case st.State != local.StateDone && len(r.archived) > 0 && p.s3 != nil:
+		// The run here did not finish (its worker died, or the build
+		// moved on to another worker); the archive holds the attempt that
+		// completed.
+		fmt.Fprintf(p.note, "kiln: %s: archived logs; the local run in %s is %s, left by an earlier attempt\n", name, p.dir, st.State)
 		return p.archivedRun(ctx, r)
 	}
+	fmt.Fprintf(p.note, "kiln: %s: local logs in %s (%s)\n", name, p.dir, cmp.Or(st.Reason, st.State))
 	shown := 0
 	for _, t := range st.Tasks {
 		if p.task != "" && t.Name != p.task {
@@ -264,6 +292,7 @@ func (p *logPrinter) run(ctx context.Context, r runRef, st local.RunStatus) (int
 			}
 		case errors.Is(err, fs.ErrNotExist):
 			fmt.Fprintf(p.out, "kiln: no logs of task %s in %s%s\n", t.Name, p.dir, p.archiveHint(r, t.Name))
+			p.missing = append(p.missing, name+" task "+t.Name)
 			continue
 		case err != nil:
 			return shown, err
@@ -285,8 +314,10 @@ func (p *logPrinter) archivedRun(ctx context.Context, r runRef) (int, error) {
 	if len(r.archived) == 0 || p.s3 == nil {
 		p.header(r, "")
 		fmt.Fprintf(p.out, "kiln: no local logs for run %s in %s%s\n", r.run, p.dir, p.archiveHint(r, ""))
+		p.missing = append(p.missing, strings.TrimSpace(r.title+" "+r.run))
 		return 0, nil
 	}
+	fmt.Fprintf(p.note, "kiln: %s: archived logs\n", strings.TrimSpace(r.title+" "+r.run))
 	shown := 0
 	for _, task := range slices.Sorted(maps.Keys(r.archived)) {
 		if p.task != "" && task != p.task {

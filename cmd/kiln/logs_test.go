@@ -182,10 +182,12 @@ func TestLogsOfABuild(t *testing.T) {
 			compileLog("base base-run") + unitLog("base base-run") +
 				compileLog("image/kvm-amd64 image-run") + unitLog("image/kvm-amd64 image-run") +
 				"=== test/kvm-amd64 test-run ===\nkiln: no local logs for run test-run in " + dir + "; its archived logs need --config with storage\n" +
-				"=== publish publish-run ===\nkiln: no local logs for run publish-run in " + dir + "; not archived: pods gone before their logs were read: push\n", ""},
+				"=== publish publish-run ===\nkiln: no local logs for run publish-run in " + dir + "; not archived: pods gone before their logs were read: push\n",
+			"logs of build/main/1 are missing for 2 of its runs or tasks (see above): test/kvm-amd64 test-run, publish publish-run"},
 		{"one task", []string{"build/main/1", "--dir", dir, "--task", "compile"},
 			compileLog("base base-run") + compileLog("image/kvm-amd64 image-run") +
-				"=== publish publish-run ===\nkiln: no local logs for run publish-run in " + dir + "; not archived: pods gone before their logs were read: push\n", ""},
+				"=== publish publish-run ===\nkiln: no local logs for run publish-run in " + dir + "; not archived: pods gone before their logs were read: push\n",
+			"missing for 1 of its runs or tasks (see above): publish publish-run"},
 		{"a task no run has", []string{"build/main/1", "--dir", dir, "--task", "lint"}, "",
 			"no run of build build/main/1 has a task lint; its runs' tasks:\n  base base-run: compile, unit\n  image/kvm-amd64 image-run: compile, unit\n  test/kvm-amd64 test-run: unit\n  publish publish-run: unknown (no logs here)"},
 		{"no run yet", []string{"build/main/2", "--dir", dir}, "", "build build/main/2 has run no PipelineRun yet (state Running)"},
@@ -272,6 +274,27 @@ storage:
 	got, err = runLogs(progress, "build/main/1", "--config", cfgPath)
 	if err != nil || got != want {
 		t.Errorf("with the unit task's logs gone here, from S3: %v\n%s\nwant:\n%s", err, got, want)
+	}
+	// A stale local run (an attempt whose worker died; the one that
+	// completed ran elsewhere and was archived) gives way to the archive.
+	statusPath := filepath.Join(runs, "runs", "base-run", "status.json")
+	b, err := os.ReadFile(statusPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = bytes.Replace(b, []byte(`"state": "Done"`), []byte(`"state": "Interrupted"`), 1)
+	if !bytes.Contains(b, []byte(`"state": "Interrupted"`)) {
+		t.Fatalf("status.json has no state Done to replace:\n%s", b)
+	}
+	if err := os.WriteFile(statusPath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(runs, "runs", "base-run", "logs")); err != nil {
+		t.Fatal(err)
+	}
+	got, err = runLogs(progress, "build/main/1", "--config", cfgPath)
+	if err != nil || got != want {
+		t.Errorf("with a stale interrupted attempt here, from S3: %v\n%s\nwant:\n%s", err, got, want)
 	}
 	if err := os.RemoveAll(runs); err != nil {
 		t.Fatal(err)
