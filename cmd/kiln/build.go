@@ -247,6 +247,9 @@ func phaseSummary(ph workflows.PhaseState) string {
 	if ph.Error != "" {
 		s += "  error: " + ph.Error
 	}
+	if ph.LogsError != "" {
+		s += "  logs not archived: " + ph.LogsError
+	}
 	return s
 }
 
@@ -330,6 +333,9 @@ func printProgress(out io.Writer, p workflows.Progress, format string) error {
 		detail := ph.Reason
 		if ph.Error != "" {
 			detail = ph.Error
+		}
+		if ph.LogsError != "" {
+			detail = strings.TrimPrefix(detail+"; logs not archived: "+ph.LogsError, "; ")
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", kind, name, orDash(ph.State), orDash(ph.PipelineRun), attempt(ph.Attempt), duration(ph.Start, ph.End), detail)
 	}

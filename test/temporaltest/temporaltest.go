@@ -31,12 +31,24 @@ func StartWithUI(ctx context.Context, dir string) (*testsuite.DevServer, error) 
 	return start(ctx, dir, true)
 }
 
+// StartOn is Start on hostPort ("127.0.0.1:7233"; "" picks a free port).
+// Stopping the server and starting it again with the same dir and
+// FrontendHostPort brings the same server back, with its database, for
+// outage drills; clients dialled to the address reconnect by themselves.
+func StartOn(ctx context.Context, dir, hostPort string) (*testsuite.DevServer, error) {
+	return startOn(ctx, dir, hostPort, false)
+}
+
 func start(ctx context.Context, dir string, ui bool) (*testsuite.DevServer, error) {
+	return startOn(ctx, dir, "", ui)
+}
+
+func startOn(ctx context.Context, dir, hostPort string, ui bool) (*testsuite.DevServer, error) {
 	path, err := kubestack.Tool("temporal")
 	if err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(filepath.Join(dir, "temporal.log"))
+	logf, err := os.OpenFile(filepath.Join(dir, "temporal.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +64,8 @@ func start(ctx context.Context, dir string, ui bool) (*testsuite.DevServer, erro
 		Stdout:    logf,
 		Stderr:    logf,
 		ClientOptions: &client.Options{
-			Logger: Logger(io.Discard),
+			HostPort: hostPort,
+			Logger:   Logger(io.Discard),
 		},
 	})
 	if err != nil {

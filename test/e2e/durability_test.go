@@ -1,0 +1,351 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/kiln-build/kiln/activities/tekton"
+	"github.com/kiln-build/kiln/test/temporaltest"
+	"github.com/kiln-build/kiln/worker"
+	"github.com/kiln-build/kiln/workflows"
+)
+
+// outageServer is a Temporal dev server of the test's own, which the test
+// stops and starts again on the same port with the same database.
+type outageServer struct {
+	t      *testing.T
+	dir    string
+	srv    *testsuite.DevServer
+	client client.Client
+}
+
+func startOutageServer(t *testing.T) *outageServer {
+	t.Helper()
+	o := &outageServer{t: t, dir: t.TempDir()}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := temporaltest.StartOn(ctx, o.dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.srv = srv
+	c, err := client.Dial(client.Options{HostPort: srv.FrontendHostPort(), Logger: temporaltest.Logger(io.Discard)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.client = c
+	t.Cleanup(func() {
+		c.Close()
+		if o.srv != nil {
+			o.srv.Stop()
+		}
+	})
+	return o
+}
+
+// outage stops the server for d, then starts it again.
+func (o *outageServer) outage(d time.Duration) {
+	o.t.Helper()
+	hostPort := o.srv.FrontendHostPort()
+	if err := o.srv.Stop(); err != nil {
+		o.t.Logf("stop Temporal: %v", err)
+	}
+	o.srv = nil
+	o.t.Logf("Temporal stopped for %v", d)
+	time.Sleep(d)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := temporaltest.StartOn(ctx, o.dir, hostPort)
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	o.srv = srv
+	o.t.Log("Temporal started again")
+}
+
+// runWorkerOn runs an in-process worker for the config on c until the test
+// ends.
+func runWorkerOn(t *testing.T, c client.Client, path, queue string) {
+	t.Helper()
+	cfg, err := worker.LoadConfig(path, func(k string) string {
+		if k == "KILN_TASK_QUEUE" {
+			return queue
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	go func() { done <- worker.Run(ctx, cfg, c, env.stack.RESTConfig(), logger, nil) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+	})
+}
+
+func startBuildOn(t *testing.T, c client.Client, queue string, in workflows.BuildRequest) client.WorkflowRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: "build/" + in.Branch + "/" + in.Version, TaskQueue: queue, WorkflowExecutionTimeout: 10 * time.Minute,
+	}, "Build", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+// releaseAll releases the build's held pods until ctx ends.
+func releaseAll(ctx context.Context, t *testing.T, ns, buildID string) {
+	go func() {
+		for ctx.Err() == nil {
+			for _, pr := range buildRuns(t, ns, buildID) {
+				env.stack.Release(ctx, ns, pr.Name)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}()
+}
+
+// TestTemporalOutageLeavesPipelineRunsAlone stops the Temporal server for
+// three times the heartbeat timeout while four image PipelineRuns run. The
+// build completes when it is back; no PipelineRun is cancelled, and none is
+// created twice.
+func TestTemporalOutageLeavesPipelineRunsAlone(t *testing.T) {
+	s := newSuite(t)
+	o := startOutageServer(t)
+	runWorkerOn(t, o.client, buildConfig(t, s.ns, `    labels: {kiln.test/outcome: hold}`), s.queue)
+	run := startBuildOn(t, o.client, s.queue, gardenRequest(s.ns, "build"))
+	waitImageRuns(t, s.ns, run.GetID(), 4)
+	o.outage(3 * 5 * time.Second) // buildConfig's heartbeatTimeout is 5s
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	releaseAll(ctx, t, s.ns, run.GetID())
+	if err := run.Get(ctx, nil); err != nil {
+		t.Fatalf("build after the outage: %v", err)
+	}
+	runs := buildRuns(t, s.ns, run.GetID())
+	keys := map[string]bool{}
+	for _, pr := range runs {
+		key := pr.Annotations[tekton.AnnotationKey]
+		if keys[key] {
+			t.Errorf("two pipelineruns for %s", key)
+		}
+		keys[key] = true
+		if pr.Spec.Status != "" {
+			t.Errorf("%s: spec.status %q: kiln cancelled it", pr.Name, pr.Spec.Status)
+		}
+		if !strings.HasSuffix(key, "/a1") {
+			t.Errorf("%s: a second attempt was started", key)
+		}
+	}
+	if len(runs) != 2+11 {
+		t.Errorf("%d pipelineruns, want 13 (base, packages, 11 images)", len(runs))
+	}
+}
+
+// localConfig writes a local-executor worker config whose image phase holds
+// each flavour's step until the file <marks>/release exists, and marks
+// every start of a step in marks.
+func localConfig(t *testing.T, heartbeat string) (path, marks string) {
+	t.Helper()
+	dir := t.TempDir()
+	marks = filepath.Join(dir, "marks")
+	if err := os.MkdirAll(marks, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	deploy, err := filepath.Abs("../../deploy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipeline := `apiVersion: tekton.dev/v1
+kind: Pipeline
+metadata: {name: hold}
+spec:
+  params: [{name: flavour, type: string}, {name: marks, type: string}]
+  tasks:
+  - name: build
+    params: [{name: flavour, value: $(params.flavour)}, {name: marks, value: $(params.marks)}]
+    taskSpec:
+      params: [{name: flavour, type: string}, {name: marks, type: string}]
+      steps:
+      - name: hold
+        image: busybox
+        script: |
+          #!/bin/sh
+          touch "$(params.marks)/$(params.flavour).started.$$"
+          trap 'touch "$(params.marks)/$(params.flavour).killed.$$"' TERM
+          while [ ! -e "$(params.marks)/release" ]; do sleep 0.1; done
+          touch "$(params.marks)/$(params.flavour).done.$$"
+`
+	pf := filepath.Join(dir, "hold.yaml")
+	if err := os.WriteFile(pf, []byte(pipeline), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hb := ""
+	if heartbeat != "" {
+		hb = "heartbeatTimeout: " + heartbeat + "\n"
+	}
+	cfg := fmt.Sprintf(`executor: local
+local: {dir: %[1]s/local, maxParallel: 4}
+flavours: %[2]s/flavours.yaml
+parallelism: 4
+%[3]sphases:
+  image:
+    pipelineFile: %[4]s
+    params: {flavour: "{{.Flavour.Name}}", marks: %[5]s}
+`, dir, deploy, hb, pf, marks)
+	path = filepath.Join(dir, "kiln.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, marks
+}
+
+func countMarks(t *testing.T, marks, kind string) int {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(marks, "*."+kind+".*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(m)
+}
+
+func waitMarks(t *testing.T, marks, kind string, n int, within time.Duration) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, within, true, func(context.Context) (bool, error) {
+		return countMarks(t, marks, kind) >= n, nil
+	})
+	if err != nil {
+		t.Fatalf("%d steps %s, want %d within %v", countMarks(t, marks, kind), kind, n, within)
+	}
+}
+
+// TestTemporalOutageLeavesLocalStepsAlone is the outage drill for the
+// local executor: no step is killed or started twice, and the build
+// completes.
+func TestTemporalOutageLeavesLocalStepsAlone(t *testing.T) {
+	s := newSuite(t)
+	o := startOutageServer(t)
+	cfg, marks := localConfig(t, "5s")
+	runWorkerOn(t, o.client, cfg, s.queue)
+	run := startBuildOn(t, o.client, s.queue, gardenRequest(s.ns, "build"))
+	waitMarks(t, marks, "started", 4, 2*time.Minute)
+	o.outage(3 * 5 * time.Second)
+	if err := os.WriteFile(filepath.Join(marks, "release"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := run.Get(ctx, nil); err != nil {
+		t.Fatalf("build after the outage: %v", err)
+	}
+	if started, done, killed := countMarks(t, marks, "started"), countMarks(t, marks, "done"), countMarks(t, marks, "killed"); started != 11 || done != 11 || killed != 0 {
+		t.Errorf("steps: %d started, %d done, %d killed; want 11, 11, 0 (one run per flavour, none cancelled)", started, done, killed)
+	}
+}
+
+// TestCancelStopsEveryRunWithinSeconds cancels a build with the default
+// heartbeat timeout (one minute), whose heartbeats the SDK throttles to
+// 48 s: every image PipelineRun is cancelled within 5 s anyway, since the
+// workflow cancels them itself.
+func TestCancelStopsEveryRunWithinSeconds(t *testing.T) {
+	t.Run("cluster", func(t *testing.T) {
+		s := newSuite(t)
+		path := buildConfig(t, s.ns, `    labels: {kiln.test/outcome: hold}`)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(strings.Replace(string(b), "heartbeatTimeout: 5s\n", "", 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		runWorker(t, path, s.queue)
+		run := startBuild(t, s.queue, gardenRequest(s.ns, "build"))
+		waitImageRuns(t, s.ns, run.GetID(), 4)
+		start := time.Now()
+		if err := env.client.CancelWorkflow(context.Background(), run.GetID(), run.GetRunID()); err != nil {
+			t.Fatal(err)
+		}
+		err = wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+			n := 0
+			for _, pr := range buildRuns(t, s.ns, run.GetID()) {
+				if pr.Labels["kiln.dev/phase"] == workflows.PhaseImage && pr.Spec.Status == pipelinev1.PipelineRunSpecStatusCancelled {
+					n++
+				}
+			}
+			return n == 4, nil
+		})
+		if err != nil {
+			t.Fatalf("the 4 image runs were not all cancelled within 5 s of kiln cancel")
+		}
+		t.Logf("4 image PipelineRuns cancelled %v after the cancel", time.Since(start).Round(time.Millisecond))
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := run.Get(ctx, nil); !temporal.IsCanceledError(err) {
+			t.Errorf("build error = %v, want cancelled", err)
+		}
+	})
+	t.Run("local", func(t *testing.T) {
+		s := newSuite(t)
+		cfg, marks := localConfig(t, "")
+		runWorker(t, cfg, s.queue)
+		run := startBuild(t, s.queue, gardenRequest(s.ns, "build"))
+		waitMarks(t, marks, "started", 4, 2*time.Minute)
+		start := time.Now()
+		if err := env.client.CancelWorkflow(context.Background(), run.GetID(), run.GetRunID()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := run.Get(ctx, nil); !temporal.IsCanceledError(err) {
+			t.Fatalf("build error %v %v after the cancel, want cancelled within 5 s", err, time.Since(start).Round(time.Millisecond))
+		}
+		t.Logf("build cancelled, its steps stopped, %v after the cancel", time.Since(start).Round(time.Millisecond))
+		if alive := stepsAlive(t, marks); len(alive) > 0 {
+			t.Errorf("step processes still running after the cancel: %v", alive)
+		}
+		if done := countMarks(t, marks, "done"); done != 0 {
+			t.Errorf("%d steps ran to the end", done)
+		}
+	})
+}
+
+// stepsAlive lists the processes whose command line names marks: the hold
+// steps of localConfig.
+func stepsAlive(t *testing.T, marks string) []string {
+	t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var alive []string
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if strings.Contains(string(b), marks) || strings.Contains(string(b), filepath.Dir(marks)+"/local/runs/") {
+			alive = append(alive, filepath.Base(filepath.Dir(p))+": "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return alive
+}
