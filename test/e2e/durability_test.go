@@ -349,3 +349,93 @@ func stepsAlive(t *testing.T, marks string) []string {
 	}
 	return alive
 }
+
+// runUIDs maps the build's PipelineRuns to their UIDs, and to their phase
+// and flavour labels.
+func runUIDs(t *testing.T, ns, buildID string) (uids map[string]string, labels map[string]map[string]string) {
+	t.Helper()
+	uids, labels = map[string]string{}, map[string]map[string]string{}
+	for _, pr := range buildRuns(t, ns, buildID) {
+		uids[pr.Name], labels[pr.Name] = string(pr.UID), pr.Labels
+	}
+	return uids, labels
+}
+
+// TestRerunReplacesOnlyWhatFailed runs a failed build, then a cancelled
+// one, again with the same workflow ID: the runs that failed or were
+// cancelled are replaced by fresh ones; those that succeeded are adopted.
+func TestRerunReplacesOnlyWhatFailed(t *testing.T) {
+	t.Run("failed", func(t *testing.T) {
+		s := newSuite(t)
+		const bad = "gcp-gardener_prod-amd64"
+		runWorker(t, buildConfig(t, s.ns, `    labels:
+      kiln.test/outcome: '{{if eq .Flavour.Name "`+bad+`"}}fail{{else}}ok{{end}}'`), s.queue)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		in := gardenRequest(s.ns, "build")
+		run := startBuild(t, s.queue, in)
+		if err := run.Get(ctx, nil); err == nil {
+			t.Fatal("the first build succeeded; want the flavour to fail")
+		}
+		before, labels := runUIDs(t, s.ns, run.GetID())
+		again := startBuild(t, s.queue, in)
+		if again.GetRunID() == run.GetRunID() {
+			t.Fatal("the same execution")
+		}
+		if err := again.Get(ctx, nil); err == nil {
+			t.Fatal("the second build succeeded; the flavour fails by its label")
+		}
+		after, _ := runUIDs(t, s.ns, run.GetID())
+		replaced := 0
+		for name, uid := range before {
+			failedFlavour := labels[name]["kiln.dev/flavour"] == bad
+			switch {
+			case after[name] == "":
+				t.Errorf("%s is gone", name)
+			case failedFlavour && after[name] == uid:
+				t.Errorf("%s failed, and was adopted instead of run again", name)
+			case failedFlavour:
+				replaced++
+			case after[name] != uid:
+				t.Errorf("%s succeeded, and was run again", name)
+			}
+		}
+		if replaced != 2 || len(after) != len(before) {
+			t.Errorf("%d of the failed flavour's runs replaced, want its 2 attempts; %d runs before, %d after", replaced, len(before), len(after))
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		s := newSuite(t)
+		runWorker(t, buildConfig(t, s.ns, `    labels: {kiln.test/outcome: hold}`), s.queue)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		in := gardenRequest(s.ns, "build")
+		run := startBuild(t, s.queue, in)
+		waitImageRuns(t, s.ns, run.GetID(), 4)
+		if err := env.client.CancelWorkflow(ctx, run.GetID(), run.GetRunID()); err != nil {
+			t.Fatal(err)
+		}
+		if err := run.Get(ctx, nil); !temporal.IsCanceledError(err) {
+			t.Fatalf("build error = %v, want cancelled", err)
+		}
+		before, labels := runUIDs(t, s.ns, run.GetID())
+		again := startBuild(t, s.queue, in)
+		releaseAll(ctx, t, s.ns, run.GetID())
+		if err := again.Get(ctx, nil); err != nil {
+			t.Fatalf("the build run again: %v", err)
+		}
+		after, _ := runUIDs(t, s.ns, run.GetID())
+		for name, uid := range before {
+			image := labels[name]["kiln.dev/phase"] == workflows.PhaseImage
+			switch {
+			case image && after[name] == uid:
+				t.Errorf("%s was cancelled, and was adopted instead of run again", name)
+			case !image && after[name] != uid:
+				t.Errorf("%s succeeded, and was run again", name)
+			}
+		}
+		if len(after) != 2+11 {
+			t.Errorf("%d runs, want 13", len(after))
+		}
+	})
+}
