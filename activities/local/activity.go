@@ -115,7 +115,12 @@ func (a *Activities) RunPipeline(ctx context.Context, in tekton.PipelineRunReque
 	// reach Temporal, and then the next attempt joins the run in progress.
 	// Workflows stop runs with CancelPipelineRun.
 	go func() {
-		out, err := a.runner.Run(context.WithoutCancel(ctx), pr, onProgress)
+		// A first attempt that finds the run finished did not run it: an
+		// earlier workflow execution did (a re-run of a failed build), so
+		// a run that did not succeed is replaced, not adopted. A later
+		// attempt adopts what an earlier attempt of this execution
+		// recorded. activities/tekton's create() follows the same rule.
+		out, err := a.runner.Run(context.WithoutCancel(ctx), pr, RunOptions{OnProgress: onProgress, Replace: activity.GetInfo(ctx).Attempt == 1})
 		done <- result{out, err}
 	}()
 	activity.RecordHeartbeat(ctx, progress())

@@ -69,7 +69,7 @@ func BenchmarkStepOverhead(b *testing.B) {
 			Spec:       pipelinev1.PipelineRunSpec{PipelineSpec: spec},
 		}
 		start = time.Now()
-		o, err := r.Run(context.Background(), pr, nil)
+		o, err := r.Run(context.Background(), pr, RunOptions{})
 		runner += time.Since(start)
 		runnerCPU += cpuTime(b) - cpu1
 		if err != nil || o.Status.Reason != "Succeeded" {

@@ -119,7 +119,7 @@ spec:
 	}
 	done := make(chan result, 1)
 	go func() {
-		out, err := r.Run(ctx, &objs.PipelineRuns[0], nil)
+		out, err := r.Run(ctx, &objs.PipelineRuns[0], RunOptions{})
 		done <- result{out, err}
 	}()
 	pgid, child := readPIDs(t, filepath.Join(d, "pids"))
@@ -222,7 +222,7 @@ spec:
 `)
 			done := make(chan *Outcome, 1)
 			go func() {
-				out, err := r.Run(context.Background(), &objs.PipelineRuns[0], nil)
+				out, err := r.Run(context.Background(), &objs.PipelineRuns[0], RunOptions{})
 				if err != nil {
 					t.Error(err)
 				}

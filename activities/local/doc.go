@@ -137,10 +137,15 @@
 //
 // A run is its name. Running a name that already finished returns the
 // recorded outcome without running anything (ErrConflict if the spec
-// differs); a name in progress in this process is joined; a name recorded
-// as running whose process is gone (its lock is free) starts again from
+// differs), unless RunOptions.Replace is set and the run did not succeed
+// (it failed, was cancelled, timed out or failed validation): then it runs
+// again. A name in progress in this process is joined; a name recorded as
+// running whose process is gone (its lock is free) starts again from
 // scratch in a fresh directory. Activities name runs tekton.RunName(key),
-// as the cluster backend does.
+// as the cluster backend does, and RunPipeline replaces on the first
+// attempt of an activity (only an earlier workflow execution can have
+// left a finished run then: a re-run of a failed build) and adopts on
+// later ones.
 //
 // # Processes
 //

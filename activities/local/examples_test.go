@@ -229,7 +229,7 @@ func TestTektonExamples(t *testing.T) {
 					pr.Name = strings.Trim(nonDNS.ReplaceAllString(pr.GenerateName, "-"), "-") + fmt.Sprintf("-%d", i)
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-				out, err := r.Run(ctx, pr, nil)
+				out, err := r.Run(ctx, pr, RunOptions{})
 				cancel()
 				if exampleExplore {
 					if err != nil {

@@ -72,7 +72,7 @@ func runOne(t testing.TB, r *Runner, pr *pipelinev1.PipelineRun, logs *syncBuffe
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := r.Run(ctx, pr, nil)
+	out, err := r.Run(ctx, pr, RunOptions{})
 	if err != nil {
 		t.Fatalf("Run %s: %v\nlogs:\n%s", pr.Name, err, logs)
 	}

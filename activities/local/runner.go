@@ -221,22 +221,36 @@ func (r *Runner) Status(name string) (RunStatus, error) {
 	return readStatus(r.RunDir(name))
 }
 
-// Run runs pr on this machine and waits for its outcome; onProgress (may
-// be nil) is called with the run's status whenever a task or step changes.
+// RunOptions tune one call of Runner.Run.
+type RunOptions struct {
+	// OnProgress is called with the run's status whenever a task or step
+	// changes. Optional.
+	OnProgress func(RunStatus)
+	// Replace runs again a run of the same name that finished without
+	// succeeding (failed, cancelled, timed out, failed validation),
+	// instead of returning its recorded outcome. A run that succeeded is
+	// adopted all the same. Set it when the caller knows that the recorded
+	// run is not its own: a re-run of a failed build, not a retry of the
+	// call that ran it.
+	Replace bool
+}
+
+// Run runs pr on this machine and waits for its outcome.
 //
 // The run's name identifies it. If a run with that name already finished,
 // Run returns its recorded outcome (Adopted) without running anything, or
-// ErrConflict if its spec differs. If it is in progress in this process,
-// Run waits for it. If it was in progress in a process that died, Run
-// starts it again in a fresh directory. If another live process is running
-// it, Run returns ErrBusy.
+// ErrConflict if its spec differs; with opts.Replace, a run that finished
+// without succeeding is run again instead. If it is in progress in this
+// process, Run waits for it. If it was in progress in a process that died,
+// Run starts it again in a fresh directory. If another live process is
+// running it, Run returns ErrBusy.
 //
 // Everything is validated and resolved before anything runs: an invalid
 // spec or an unsupported feature gives a *SpecError naming the field.
 // When ctx ends, the run is cancelled (Tekton's Cancelled: every step's
 // process group is killed, finally tasks do not run), recorded, and
 // returned with ctx's error.
-func (r *Runner) Run(ctx context.Context, pr *pipelinev1.PipelineRun, onProgress func(RunStatus)) (*Outcome, error) {
+func (r *Runner) Run(ctx context.Context, pr *pipelinev1.PipelineRun, opts RunOptions) (*Outcome, error) {
 	if errs := validation.IsDNS1123Subdomain(pr.Name); len(errs) > 0 {
 		return nil, &SpecError{Problems: []string{fmt.Sprintf("metadata.name: %q: %s", pr.Name, errs[0])}}
 	}
@@ -244,7 +258,7 @@ func (r *Runner) Run(ctx context.Context, pr *pipelinev1.PipelineRun, onProgress
 	if err != nil {
 		return nil, err
 	}
-	x, adopted, err := r.begin(p, onProgress)
+	x, adopted, err := r.begin(p, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -261,11 +275,11 @@ func (r *Runner) Run(ctx context.Context, pr *pipelinev1.PipelineRun, onProgress
 	return &Outcome{Status: x.snapshot(), Dir: x.dir, Adopted: adopted != nil}, nil
 }
 
-// begin starts p's run or finds it, with onProgress listening before
+// begin starts p's run or finds it, with opts.OnProgress listening before
 // anything runs. It returns the execution to wait for (with a non-nil
 // Outcome if it was already in progress here), or only an Outcome for a
 // finished run.
-func (r *Runner) begin(p *plan, onProgress func(RunStatus)) (*execution, *Outcome, error) {
+func (r *Runner) begin(p *plan, opts RunOptions) (*execution, *Outcome, error) {
 	name := p.pr.Name
 	dir := r.RunDir(name)
 	r.mu.Lock()
@@ -274,7 +288,7 @@ func (r *Runner) begin(p *plan, onProgress func(RunStatus)) (*execution, *Outcom
 		if x.plan.specHash != p.specHash {
 			return nil, nil, fmt.Errorf("run %q: %w", name, ErrConflict)
 		}
-		x.listen(onProgress)
+		x.listen(opts.OnProgress)
 		return x, &Outcome{Adopted: true, Dir: dir}, nil
 	}
 	lock, err := lockRun(filepath.Join(r.root, "locks", name))
@@ -283,12 +297,14 @@ func (r *Runner) begin(p *plan, onProgress func(RunStatus)) (*execution, *Outcom
 	}
 	prev, err := readStatus(dir)
 	switch {
-	case err == nil && prev.State == StateDone:
+	case err == nil && prev.State == StateDone && prev.SpecHash != p.specHash:
 		lock.Close()
-		if prev.SpecHash != p.specHash {
-			return nil, nil, fmt.Errorf("run %q: %w (recorded %s, requested %s)", name, ErrConflict, prev.SpecHash, p.specHash)
-		}
+		return nil, nil, fmt.Errorf("run %q: %w (recorded %s, requested %s)", name, ErrConflict, prev.SpecHash, p.specHash)
+	case err == nil && prev.State == StateDone && (prev.Succeeded() || !opts.Replace):
+		lock.Close()
 		return nil, &Outcome{Status: prev, Adopted: true, Dir: dir}, nil
+	case err == nil && prev.State == StateDone:
+		r.logger.Info("replacing a run that did not succeed", "pipelinerun", name, "reason", prev.Reason)
 	case err == nil:
 		r.logger.Warn("restarting a run whose process is gone", "pipelinerun", name, "state", prev.State, "pid", prev.PID)
 	case !errors.Is(err, fs.ErrNotExist):
@@ -308,7 +324,7 @@ func (r *Runner) begin(p *plan, onProgress func(RunStatus)) (*execution, *Outcom
 		r.logger.Warn("ignored by the local runner", "pipelinerun", name, "field", w)
 	}
 	x := newExecution(r, p, dir)
-	x.listen(onProgress)
+	x.listen(opts.OnProgress)
 	r.active[name] = x
 	go func() {
 		x.loop()

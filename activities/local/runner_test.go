@@ -500,7 +500,7 @@ spec:
 	}
 	r, objs, logs := testRunner(t, Options{}, doc("first"))
 	first := runOne(t, r, &objs.PipelineRuns[0], logs)
-	out, err := r.Run(context.Background(), &objs.PipelineRuns[0], nil)
+	out, err := r.Run(context.Background(), &objs.PipelineRuns[0], RunOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -516,7 +516,7 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Run(context.Background(), &other.PipelineRuns[0], nil); !errors.Is(err, ErrConflict) {
+	if _, err := r.Run(context.Background(), &other.PipelineRuns[0], RunOptions{}); !errors.Is(err, ErrConflict) {
 		t.Errorf("other spec, same name: %v, want ErrConflict", err)
 	}
 
@@ -534,7 +534,7 @@ spec:
 	if err := os.WriteFile(filepath.Join(dir, "stale"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	again, err := r.Run(context.Background(), &objs.PipelineRuns[0], nil)
+	again, err := r.Run(context.Background(), &objs.PipelineRuns[0], RunOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -636,9 +636,9 @@ spec:
     - {name: b, runAfter: [a], taskSpec: {steps: [{name: s, image: x, script: "true"}]}}
 `)
 	var states []string
-	out, err := r.Run(context.Background(), &objs.PipelineRuns[0], func(s RunStatus) {
+	out, err := r.Run(context.Background(), &objs.PipelineRuns[0], RunOptions{OnProgress: func(s RunStatus) {
 		states = append(states, s.Tasks[0].State+"/"+s.Tasks[1].State)
-	})
+	}})
 	if err != nil || out.Status.Reason != "Succeeded" {
 		t.Fatalf("%v %s\n%s", err, describe(out.Status), logs)
 	}
@@ -874,7 +874,7 @@ spec:
         workspaces: [{name: creds}]
         steps: [{name: r, image: x, script: "true"}]
 `)
-	_, err := r2.Run(context.Background(), &objs.PipelineRuns[0], nil)
+	_, err := r2.Run(context.Background(), &objs.PipelineRuns[0], RunOptions{})
 	if !IsSpecError(err) || !strings.Contains(err.Error(), `spec.workspaces[0].secret.secretName: Secret "nope" not found`) {
 		t.Errorf("Run: %v, want a SpecError naming Secret \"nope\"", err)
 	}

@@ -26,7 +26,8 @@ const (
 
 // RunStatus is a run's record, kept in <run dir>/status.json and rewritten
 // as tasks change state, so that a crashed worker can see what ran and a
-// re-run of a finished run returns this record instead of running again.
+// re-run of a finished run returns this record instead of running again
+// (unless it replaces a run that did not succeed, RunOptions.Replace).
 type RunStatus struct {
 	Name      string `json:"name"`
 	Namespace string `json:"namespace"`

@@ -166,7 +166,7 @@ spec:
 			}
 			doc = strings.ReplaceAll(doc, "MARKER", marker)
 			r, objs, logs := testRunner(t, Options{}, doc)
-			_, err := r.Run(context.Background(), &objs.PipelineRuns[0], nil)
+			_, err := r.Run(context.Background(), &objs.PipelineRuns[0], RunOptions{})
 			var se *SpecError
 			if !errors.As(err, &se) {
 				t.Fatalf("Run: %v, want a *SpecError\n%s", err, logs)

@@ -65,7 +65,7 @@ func localRun(t *testing.T, root, name, extra string, archive *local.Archive) *l
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	o, err := r.Run(ctx, &objs.PipelineRuns[0], nil)
+	o, err := r.Run(ctx, &objs.PipelineRuns[0], local.RunOptions{})
 	if err != nil || !o.Status.Succeeded() {
 		t.Fatalf("run %s: %v %+v\n%s", name, err, o, &out)
 	}

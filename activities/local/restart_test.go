@@ -1,0 +1,148 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A run recorded as finished without success is run again with Replace,
+// and adopted without it; a run that succeeded is adopted either way. The
+// step fails until a marker file appears in its persistentVolumeClaim
+// workspace, which outlives runs.
+func TestRunReplacesAFailedRun(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		script string // runs when the marker is absent
+		reason string // the first run's
+	}{
+		{"failed", "exit 1", "Failed"},
+		{"cancelled", "touch $(workspaces.data.path)/started; sleep 1000", "Cancelled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, objs, logs := testRunner(t, Options{}, `
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: replace-`+tc.name+`}
+spec:
+  workspaces: [{name: data, persistentVolumeClaim: {claimName: data}}]
+  pipelineSpec:
+    workspaces: [{name: data}]
+    tasks:
+    - name: t
+      workspaces: [{name: data, workspace: data}]
+      taskSpec:
+        workspaces: [{name: data}]
+        steps:
+        - name: s
+          image: x
+          script: |
+            echo ran >> $(workspaces.data.path)/count
+            [ -e $(workspaces.data.path)/marker ] && exit 0
+            `+tc.script+`
+`)
+			pr := &objs.PipelineRuns[0]
+			vol := filepath.Join(r.root, "volumes", "data")
+			ran := func() int {
+				b, _ := os.ReadFile(filepath.Join(vol, "count"))
+				return strings.Count(string(b), "ran")
+			}
+			run := func(ctx context.Context, replace bool) *Outcome {
+				t.Helper()
+				out, err := r.Run(ctx, pr, RunOptions{Replace: replace})
+				if err != nil && ctx.Err() == nil {
+					t.Fatalf("Run: %v\n%s", err, logs)
+				}
+				return out
+			}
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tc.name == "cancelled" {
+				go func() {
+					for {
+						if _, err := os.Stat(filepath.Join(vol, "started")); err == nil {
+							cancel()
+							return
+						}
+						time.Sleep(10 * time.Millisecond)
+					}
+				}()
+			}
+			first := run(ctx, false)
+			if first.Status.Reason != tc.reason {
+				t.Fatalf("first run: %s", describe(first.Status))
+			}
+
+			// Without Replace, a retry adopts the recorded outcome.
+			if out := run(context.Background(), false); !out.Adopted || out.Status.Reason != tc.reason || out.Status.UID != first.Status.UID || ran() != 1 {
+				t.Errorf("without Replace: adopted %v, %s, ran %d times, want the first run adopted", out.Adopted, out.Status.Reason, ran())
+			}
+
+			// With Replace, the run runs again, and can succeed.
+			if err := os.WriteFile(filepath.Join(vol, "marker"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			again := run(context.Background(), true)
+			if again.Adopted || again.Status.Reason != "Succeeded" || again.Status.UID == first.Status.UID || ran() != 2 {
+				t.Errorf("with Replace: adopted %v, ran %d times, %s", again.Adopted, ran(), describe(again.Status))
+			}
+
+			// A run that succeeded is adopted, Replace or not.
+			if out := run(context.Background(), true); !out.Adopted || out.Status.UID != again.Status.UID || ran() != 2 {
+				t.Errorf("succeeded, with Replace: adopted %v, ran %d times, want it adopted", out.Adopted, ran())
+			}
+		})
+	}
+}
+
+// Replace does not override a conflict: a run of another spec is refused.
+func TestReplaceKeepsConflicts(t *testing.T) {
+	doc := func(word string) string {
+		return `
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: conflict}
+spec:
+  pipelineSpec:
+    tasks:
+    - name: t
+      taskSpec: {steps: [{name: s, image: x, script: "echo ` + word + `; exit 1"}]}
+`
+	}
+	r, objs, logs := testRunner(t, Options{}, doc("first"))
+	if s := runOne(t, r, &objs.PipelineRuns[0], logs); s.Reason != "Failed" {
+		t.Fatalf("%s", describe(s))
+	}
+	other, err := Decode(strings.NewReader(doc("second")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Run(context.Background(), &other.PipelineRuns[0], RunOptions{Replace: true}); !errors.Is(err, ErrConflict) {
+		t.Errorf("other spec, same name, Replace: %v, want ErrConflict", err)
+	}
+}
+
+// RunPipeline replaces, on an activity's first attempt, the failed run a
+// previous workflow execution left under the same key.
+func TestRunPipelineReplacesAFailedRun(t *testing.T) {
+	a, logs := newActivities(t, Options{})
+	d := t.TempDir()
+	in := request("rerun", embedded("build", "[ -e "+d+"/marker ] || exit 1; printf img > $(results.out.path)"))
+	first := wait(t, execute(a, in, nil))
+	wantAppError(t, first.err, "Failed", "exited with code 1")
+	if err := os.WriteFile(filepath.Join(d, "marker"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	again := wait(t, execute(a, in, nil))
+	if again.err != nil || again.res.Adopted {
+		t.Fatalf("re-run: %v, adopted %v\n%s", again.err, again.res.Adopted, logs)
+	}
+	if v, _ := again.res.Result("image"); v != "img" {
+		t.Errorf("re-run result %+v", again.res)
+	}
+}
