@@ -151,7 +151,13 @@ func ReadStatus(root, name string) (RunStatus, error) {
 // reports an error wrapping fs.ErrNotExist when the task has no logs on
 // this machine: it ran no step, or its log directory is gone.
 func OpenTaskLog(root, run string, t TaskStatus) (io.ReadCloser, error) {
-	dir := filepath.Join(root, "runs", run, "logs", t.Name)
+	return openTaskLog(filepath.Join(root, "runs", run), run, t)
+}
+
+// openTaskLog is OpenTaskLog for the attempt in runDir; run names it in
+// errors.
+func openTaskLog(runDir, run string, t TaskStatus) (io.ReadCloser, error) {
+	dir := filepath.Join(runDir, "logs", t.Name)
 	if len(t.Steps) == 0 {
 		return nil, fmt.Errorf("logs of task %s of run %s: the task ran no step: %w", t.Name, run, fs.ErrNotExist)
 	}

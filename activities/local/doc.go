@@ -109,7 +109,7 @@
 // Everything lives under Options.Root:
 //
 //	runs/<run>/status.json                 the RunStatus, rewritten as the run progresses
-//	runs/<run>/logs/<task>/<step>.log      each step's output (all attempts)
+//	runs/<run>/logs/<task>/<step>.log      each step's output (every retry of its task)
 //	runs/<run>/workspaces/<ws>             volumeClaimTemplate workspaces
 //	runs/<run>/workspaces/<taskrun>/<ws>   emptyDir, configMap, secret, projected
 //	runs/<run>/results/<taskrun>/<result>  $(results.R.path)
@@ -117,6 +117,7 @@
 //	runs/<run>/steps/<taskrun>/step-<s>/exitCode
 //	runs/<run>/work/<taskrun>              a task run's default working directory (Tekton's /workspace)
 //	volumes/<claim>                        persistentVolumeClaim workspaces, shared by all runs
+//	attempts/<run>/<n>/                    attempt n of the run, kept when a later attempt replaced it
 //	locks/<run>                            held while a process runs the run
 //
 // A step's output also goes, live, to Options.Log, each line prefixed
@@ -146,6 +147,15 @@
 // attempt of an activity (only an earlier workflow execution can have
 // left a finished run then: a re-run of a failed build) and adopts on
 // later ones.
+//
+// Before a run starts again, in a crash's wake or to replace a failed
+// run, its earlier attempt is set aside: its directory is moved to
+// attempts/<run>/<n>, with its logs, status and workspaces, and the new
+// attempt gets a fresh runs/<run>. Its status counts attempts
+// (RunStatus.Attempt) and lists the restarts (RunStatus.Restarts: which
+// attempt, why, in what state); Runner.Attempts and ReadAttempts return
+// the earlier attempts' records, and OpenAttemptTaskLog their logs.
+// tekton.Progress, what RunPipeline heartbeats, does not carry restarts.
 //
 // # Processes
 //

@@ -3,8 +3,10 @@ package local
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -144,5 +146,91 @@ func TestRunPipelineReplacesAFailedRun(t *testing.T) {
 	}
 	if v, _ := again.res.Result("image"); v != "img" {
 		t.Errorf("re-run result %+v", again.res)
+	}
+}
+
+// Every replaced attempt is kept, and its status and logs are read back
+// through the exported API, with or without a Runner.
+func TestKeptAttemptsReadable(t *testing.T) {
+	d := t.TempDir()
+	r, objs, logs := testRunner(t, Options{}, `
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: kept}
+spec:
+  pipelineSpec:
+    tasks:
+    - name: t
+      taskSpec:
+        steps:
+        - name: s
+          image: x
+          script: |
+            echo ran >> `+d+`/count
+            echo "attempt $(wc -l < `+d+`/count)"
+            [ -e `+d+`/marker ]
+`)
+	pr := &objs.PipelineRuns[0]
+	run := func() RunStatus {
+		t.Helper()
+		out, err := r.Run(context.Background(), pr, RunOptions{Replace: true})
+		if err != nil {
+			t.Fatalf("Run: %v\n%s", err, logs)
+		}
+		return out.Status
+	}
+	if s := run(); s.Reason != "Failed" || s.Attempt != 1 || len(s.Restarts) != 0 {
+		t.Fatalf("first: attempt %d, restarts %+v, %s", s.Attempt, s.Restarts, describe(s))
+	}
+	if s := run(); s.Reason != "Failed" || s.Attempt != 2 {
+		t.Fatalf("second: attempt %d, %s", s.Attempt, describe(s))
+	}
+	if err := os.WriteFile(filepath.Join(d, "marker"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := run()
+	if s.Reason != "Succeeded" || s.Attempt != 3 || len(s.Restarts) != 2 {
+		t.Fatalf("third: attempt %d, restarts %+v, %s", s.Attempt, s.Restarts, describe(s))
+	}
+	for i, rs := range s.Restarts {
+		if rs.Attempt != i+1 || rs.Reason != RestartReplaced+"Failed" || rs.PreviousState != StateDone {
+			t.Errorf("restart %d: %+v", i, rs)
+		}
+	}
+	if got := readFile(t, r.LogFile("kept", "t", "s")); got != "attempt 3\n" {
+		t.Errorf("current log %q", got)
+	}
+	if rec, err := ReadStatus(r.root, "kept"); err != nil || rec.Attempt != 3 || len(rec.Restarts) != 2 {
+		t.Errorf("ReadStatus: %v, attempt %d, restarts %+v", err, rec.Attempt, rec.Restarts)
+	}
+
+	atts, err := r.Attempts("kept")
+	if err != nil || len(atts) != 2 {
+		t.Fatalf("Attempts: %v, %d attempts, want 2", err, len(atts))
+	}
+	viaRoot, err := ReadAttempts(r.root, "kept")
+	if err != nil || len(viaRoot) != 2 || viaRoot[1].UID != atts[1].UID {
+		t.Errorf("ReadAttempts: %v %+v", err, viaRoot)
+	}
+	for i, a := range atts {
+		n := i + 1
+		if a.Attempt != n || a.Reason != "Failed" || a.UID == s.UID {
+			t.Errorf("attempt %d: %d %s uid %s", n, a.Attempt, a.Reason, a.UID)
+		}
+		if got := readFile(t, filepath.Join(r.AttemptDir("kept", n), a.Tasks[0].Steps[0].Log)); got != "attempt "+strconv.Itoa(n)+"\n" {
+			t.Errorf("attempt %d's log file: %q", n, got)
+		}
+		rc, err := OpenAttemptTaskLog(r.root, "kept", n, a.Tasks[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if want := "==> step-s <==\nattempt " + strconv.Itoa(n) + "\n"; err != nil || string(b) != want {
+			t.Errorf("OpenAttemptTaskLog %d: %v %q, want %q", n, err, b, want)
+		}
+	}
+	if atts, err := r.Attempts("unknown"); err != nil || len(atts) != 0 {
+		t.Errorf("Attempts of an unknown run: %v %+v", err, atts)
 	}
 }

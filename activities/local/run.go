@@ -133,6 +133,7 @@ func (x *execution) snapshot() RunStatus {
 }
 
 func cloneStatus(s RunStatus) RunStatus {
+	s.Restarts = slices.Clone(s.Restarts)
 	s.Tasks = slices.Clone(s.Tasks)
 	for i := range s.Tasks {
 		s.Tasks[i].Steps = slices.Clone(s.Tasks[i].Steps)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -95,7 +96,7 @@ func NewRunner(opts Options) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range []string{"runs", "volumes", "locks"} {
+	for _, d := range []string{"runs", "attempts", "volumes", "locks"} {
 		if err := os.MkdirAll(filepath.Join(r.root, d), 0o755); err != nil {
 			return nil, fmt.Errorf("root: %w", err)
 		}
@@ -295,36 +296,11 @@ func (r *Runner) begin(p *plan, opts RunOptions) (*execution, *Outcome, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("run %q: %w", name, err)
 	}
-	prev, err := readStatus(dir)
-	switch {
-	case err == nil && prev.State == StateDone && prev.SpecHash != p.specHash:
+	x, adopted, err := r.prepare(p, opts, dir)
+	if x == nil {
 		lock.Close()
-		return nil, nil, fmt.Errorf("run %q: %w (recorded %s, requested %s)", name, ErrConflict, prev.SpecHash, p.specHash)
-	case err == nil && prev.State == StateDone && (prev.Succeeded() || !opts.Replace):
-		lock.Close()
-		return nil, &Outcome{Status: prev, Adopted: true, Dir: dir}, nil
-	case err == nil && prev.State == StateDone:
-		r.logger.Info("replacing a run that did not succeed", "pipelinerun", name, "reason", prev.Reason)
-	case err == nil:
-		r.logger.Warn("restarting a run whose process is gone", "pipelinerun", name, "state", prev.State, "pid", prev.PID)
-	case !errors.Is(err, fs.ErrNotExist):
-		r.logger.Warn("restarting a run with an unreadable status", "pipelinerun", name, "error", err)
+		return nil, adopted, err
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		lock.Close()
-		return nil, nil, fmt.Errorf("run %q: clear directory: %w", name, err)
-	}
-	for _, d := range []string{"", "logs", "workspaces", "results", "scripts", "steps", "work"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			lock.Close()
-			return nil, nil, fmt.Errorf("run %q: %w", name, err)
-		}
-	}
-	for _, w := range p.warnings {
-		r.logger.Warn("ignored by the local runner", "pipelinerun", name, "field", w)
-	}
-	x := newExecution(r, p, dir)
-	x.listen(opts.OnProgress)
 	r.active[name] = x
 	go func() {
 		x.loop()
@@ -334,6 +310,77 @@ func (r *Runner) begin(p *plan, opts RunOptions) (*execution, *Outcome, error) {
 		lock.Close()
 	}()
 	return x, nil, nil
+}
+
+// prepare decides, holding the run's lock, whether the recorded run is
+// adopted (it returns only an Outcome) or run, and then sets up the new
+// attempt's directory and returns its execution, not yet started.
+func (r *Runner) prepare(p *plan, opts RunOptions, dir string) (*execution, *Outcome, error) {
+	name := p.pr.Name
+	prev, err := readStatus(dir)
+	reason := RestartWorkerGone
+	switch {
+	case err == nil && prev.State == StateDone && prev.SpecHash != p.specHash:
+		return nil, nil, fmt.Errorf("run %q: %w (recorded %s, requested %s)", name, ErrConflict, prev.SpecHash, p.specHash)
+	case err == nil && prev.State == StateDone && (prev.Succeeded() || !opts.Replace):
+		return nil, &Outcome{Status: prev, Adopted: true, Dir: dir}, nil
+	case err == nil && prev.State == StateDone:
+		reason = RestartReplaced + prev.Reason
+		r.logger.Info("replacing a run that did not succeed", "pipelinerun", name, "reason", prev.Reason)
+	case err == nil:
+		if prev.State == StateInterrupted {
+			reason = RestartInterrupted
+		}
+		r.logger.Warn("restarting a run whose process is gone", "pipelinerun", name, "state", prev.State, "pid", prev.PID)
+	case !errors.Is(err, fs.ErrNotExist):
+		reason = RestartUnreadable
+		r.logger.Warn("restarting a run with an unreadable status", "pipelinerun", name, "error", err)
+	}
+	attempt, restarts, err := r.retire(name, dir, prev, reason)
+	if err != nil {
+		return nil, nil, fmt.Errorf("run %q: %w", name, err)
+	}
+	for _, d := range []string{"", "logs", "workspaces", "results", "scripts", "steps", "work"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, nil, fmt.Errorf("run %q: %w", name, err)
+		}
+	}
+	for _, w := range p.warnings {
+		r.logger.Warn("ignored by the local runner", "pipelinerun", name, "field", w)
+	}
+	x := newExecution(r, p, dir)
+	x.status.Attempt, x.status.Restarts = attempt, restarts
+	x.listen(opts.OnProgress)
+	return x, nil, nil
+}
+
+// retire sets the run's current attempt aside, if it has a directory: it
+// moves the directory to AttemptDir. It returns the number of the attempt
+// to come and its restarts (prev's, and this one).
+func (r *Runner) retire(name, dir string, prev RunStatus, reason string) (int, []Restart, error) {
+	kept, err := keptAttempts(r.root, name)
+	if err != nil {
+		return 0, nil, err
+	}
+	n := len(kept) // the attempts are numbered from 1, the kept ones without gaps
+	if len(kept) > 0 {
+		n = kept[len(kept)-1]
+	}
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return n + 1, nil, nil
+	} else if err != nil {
+		return 0, nil, err
+	}
+	n = max(n+1, prev.Attempt)
+	to := r.AttemptDir(name, n)
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		return 0, nil, fmt.Errorf("keep attempt %d: %w", n, err)
+	}
+	if err := os.Rename(dir, to); err != nil {
+		return 0, nil, fmt.Errorf("keep attempt %d: %w", n, err)
+	}
+	restarts := append(slices.Clone(prev.Restarts), Restart{Attempt: n, Reason: reason, PreviousState: prev.State, At: time.Now().UTC()})
+	return n + 1, restarts, nil
 }
 
 // lockRun takes the run's lock file, which stays locked while a process

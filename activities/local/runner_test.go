@@ -521,7 +521,7 @@ spec:
 	}
 
 	// A run recorded as running whose process is gone starts again, in a
-	// fresh directory.
+	// fresh directory; the old one is kept as attempt 1.
 	dir := r.RunDir("once")
 	st, err := readStatus(dir)
 	if err != nil {
@@ -543,6 +543,12 @@ spec:
 	}
 	if _, err := os.Stat(filepath.Join(dir, "stale")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("restart kept the old directory: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(r.AttemptDir("once", 1), "stale")); err != nil {
+		t.Errorf("restart did not keep the old attempt: %v", err)
+	}
+	if again.Status.Attempt != 2 || len(again.Status.Restarts) != 1 || again.Status.Restarts[0].Reason != RestartWorkerGone {
+		t.Errorf("restart: attempt %d, restarts %+v", again.Status.Attempt, again.Status.Restarts)
 	}
 	if got := readFile(t, filepath.Join(d, "count")); got != "ran\nran\n" {
 		t.Errorf("after restart the task ran %d times, want 2", strings.Count(got, "ran"))

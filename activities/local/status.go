@@ -40,6 +40,14 @@ type RunStatus struct {
 	SpecHash string `json:"specHash"`
 	PID      int    `json:"pid"`
 	State    string `json:"state"`
+	// Attempt numbers the run's attempts from 1: a run restarted after
+	// its worker died, or replaced after it failed, gets a new attempt,
+	// and the earlier one is kept (Runner.Attempts). 0 in records written
+	// before attempts were counted.
+	Attempt int `json:"attempt,omitempty"`
+	// Restarts lists the earlier attempts that were set aside, oldest
+	// first.
+	Restarts []Restart `json:"restarts,omitempty"`
 	// Reason and Message are Tekton's PipelineRun Succeeded condition:
 	// Succeeded, Completed, Failed, PipelineRunTimeout, Cancelled,
 	// PipelineValidationFailed or CouldntGetPipelineResult.
