@@ -116,6 +116,7 @@
 //	runs/<run>/scripts/<taskrun>/<step>    step scripts
 //	runs/<run>/steps/<taskrun>/step-<s>/exitCode
 //	runs/<run>/work/<taskrun>              a task run's default working directory (Tekton's /workspace)
+//	runs/<run>/pgroups                     the process group of every step started (see Processes)
 //	volumes/<claim>                        persistentVolumeClaim workspaces, shared by all runs
 //	attempts/<run>/<n>/                    attempt n of the run, kept when a later attempt replaced it
 //	locks/<run>                            held while a process runs the run
@@ -149,13 +150,17 @@
 // later ones.
 //
 // Before a run starts again, in a crash's wake or to replace a failed
-// run, its earlier attempt is set aside: its directory is moved to
-// attempts/<run>/<n>, with its logs, status and workspaces, and the new
-// attempt gets a fresh runs/<run>. Its status counts attempts
-// (RunStatus.Attempt) and lists the restarts (RunStatus.Restarts: which
-// attempt, why, in what state); Runner.Attempts and ReadAttempts return
-// the earlier attempts' records, and OpenAttemptTaskLog their logs.
-// tekton.Progress, what RunPipeline heartbeats, does not carry restarts.
+// run, its earlier attempt is ended and set aside: every process group
+// recorded in its pgroups file that still has a process is killed
+// (SIGKILL), and the restart waits until none is left (at most 10 s, then
+// it fails naming the groups, and a later Run tries again). Only then is
+// the directory moved to attempts/<run>/<n>, with its logs, status and
+// workspaces, and the new attempt gets a fresh runs/<run>. Its status
+// counts attempts (RunStatus.Attempt) and lists the restarts
+// (RunStatus.Restarts: which attempt, why, in what state); Runner.Attempts
+// and ReadAttempts return the earlier attempts' records, and
+// OpenAttemptTaskLog their logs. tekton.Progress, what RunPipeline
+// heartbeats, does not carry restarts.
 //
 // # Processes
 //
@@ -164,5 +169,16 @@
 // when its main process exits. Cancellation and timeouts kill the whole
 // group of every running step, grandchildren included (a process that
 // leaves the group with setsid escapes this). Steps also get SIGKILL if
-// the worker dies.
+// the worker dies; their children then live on, which is why each step's
+// group is recorded in the run's pgroups file as soon as the step's
+// process exists (and marked ended once its group is killed), for the
+// next attempt to kill.
+//
+// Limits of that record: a worker that dies in the moment between
+// starting a step and writing its line leaves that group unrecorded. A
+// recorded group is recognised by its ID and its leader's start time;
+// once the leader is gone, a group with that ID is taken for the recorded
+// one, which is wrong only if all of its processes ended and an unrelated
+// process of the same user got the ID for a group of its own, and left
+// it, meanwhile.
 package local

@@ -21,6 +21,10 @@ type procSpec struct {
 	log    io.Writer // the step's log file
 	live   *liveLog  // may be nil
 	prefix string    // "task/step" for the live log
+	// onStart, if set, is called with the process's pid (its group's ID)
+	// as soon as it has started; if it fails, the group is killed and
+	// runProc returns its error.
+	onStart func(pid int) error
 }
 
 // drainTimeout bounds how long runProc waits for the output pipe to close
@@ -61,7 +65,8 @@ func runProc(ctx context.Context, p procSpec) (int, error) {
 		SysProcAttr: &syscall.SysProcAttr{
 			Setpgid: true,
 			// If the worker dies, its steps die with it; their own
-			// children are left to the process group kill of a re-run.
+			// children are left to the process group kill of a re-run
+			// (see onStart and killLeftovers).
 			Pdeathsig: syscall.SIGKILL,
 		},
 	}
@@ -77,6 +82,12 @@ func runProc(ctx context.Context, p procSpec) (int, error) {
 	copied := make(chan error, 1)
 	go func() { copied <- copyLines(r, p.log, p.live, p.prefix) }()
 	pgid := cmd.Process.Pid
+	var startErr error
+	if p.onStart != nil {
+		if startErr = p.onStart(pgid); startErr != nil {
+			killGroup(pgid)
+		}
+	}
 	// The group is killed from the context's goroutine when ctx ends; the
 	// common path waits for the process here, without a handoff.
 	stop := context.AfterFunc(ctx, func() { killGroup(pgid) })
@@ -95,6 +106,9 @@ func runProc(ctx context.Context, p procSpec) (int, error) {
 	}
 	t.Stop()
 	r.Close()
+	if startErr != nil {
+		return exitCode(cmd.ProcessState), startErr
+	}
 	return exitCode(cmd.ProcessState), stopped
 }
 

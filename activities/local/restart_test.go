@@ -3,11 +3,14 @@ package local
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -232,5 +235,177 @@ spec:
 	}
 	if atts, err := r.Attempts("unknown"); err != nil || len(atts) != 0 {
 		t.Errorf("Attempts of an unknown run: %v %+v", err, atts)
+	}
+}
+
+// helperEnv names the environment variables of TestHelperProcess.
+const (
+	helperRoot = "KILN_TEST_HELPER_ROOT"
+	helperYAML = "KILN_TEST_HELPER_YAML"
+)
+
+// TestHelperProcess is not a test: run by TestRestartKillsLeftoverProcessGroups
+// in a child process, it plays a worker that runs a PipelineRun (helperYAML)
+// on a shared root (helperRoot) until it is SIGKILLed.
+func TestHelperProcess(t *testing.T) {
+	root := os.Getenv(helperRoot)
+	if root == "" {
+		t.Skip("a helper for other tests")
+	}
+	r, objs, logs := testRunner(t, Options{Root: root, Log: os.Stderr}, os.Getenv(helperYAML))
+	out, err := r.Run(context.Background(), &objs.PipelineRuns[0], RunOptions{})
+	t.Fatalf("the helper's run ended, but it should have been killed: %v %+v\n%s", err, out, logs)
+}
+
+// A worker SIGKILLed mid-step leaves the step's background processes
+// running with PPID 1. The successor kills their process group before it
+// starts the run again, keeps the killed attempt's directory, and records
+// the restart.
+func TestRestartKillsLeftoverProcessGroups(t *testing.T) {
+	root, d := t.TempDir(), t.TempDir()
+	doc := `
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: crash}
+spec:
+  pipelineSpec:
+    tasks:
+    - name: t
+      taskSpec:
+        steps:
+        - name: s
+          image: x
+          script: |
+            if [ -e ` + d + `/pids ]; then
+              # The successor: no process of the killed attempt may be left.
+              read shell bg < ` + d + `/pids
+              state=$(cut -d' ' -f3 /proc/$bg/stat 2>/dev/null || true)
+              if [ -n "$state" ] && [ "$state" != Z ]; then echo "leftover $bg is alive ($state)"; exit 1; fi
+              [ ! -e tick ] || { echo "tick in the new attempt's directory"; exit 1; }
+              echo second
+              exit 0
+            fi
+            echo first
+            sleep 1000 &
+            bg=$!
+            tick="$PWD/tick" # by its path, as a build tool would write
+            ( while :; do date >> "$tick"; sleep 0.02; done ) &
+            echo "$$ $bg" > ` + d + `/pids.tmp && mv ` + d + `/pids.tmp ` + d + `/pids
+            wait
+`
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), helperRoot+"="+root, helperYAML+"="+doc)
+	var helperOut syncBuffer
+	cmd.Stdout, cmd.Stderr = &helperOut, &helperOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	defer func() {
+		if !killed {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}()
+	waitFor(t, "the helper's step to start its background processes and log", time.Minute, func() bool {
+		b, err := os.ReadFile(filepath.Join(d, "pids"))
+		l, _ := os.ReadFile(filepath.Join(root, "runs", "crash", "logs", "t", "s.log"))
+		return err == nil && strings.HasSuffix(string(b), "\n") && string(l) == "first\n"
+	})
+	pgid, bg := readPIDs(t, filepath.Join(d, "pids"))
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	killed = true
+	// The step itself dies with the worker (Pdeathsig); its children do not.
+	waitFor(t, "the step's shell to die with the worker", 10*time.Second, func() bool { return !alive(t, pgid) })
+	if !alive(t, bg) {
+		t.Fatalf("the background sleep %d died with the worker: the test shows nothing\n%s", bg, &helperOut)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
+
+	r, objs, logs := testRunner(t, Options{Root: root}, doc)
+	s := runOne(t, r, &objs.PipelineRuns[0], logs)
+	if s.Reason != "Succeeded" {
+		t.Fatalf("the successor: %s\n%s", describe(s), logs)
+	}
+	if got := groupMembers(t, pgid); len(got) > 0 {
+		t.Errorf("processes %v of the killed attempt's group %d survive", got, pgid)
+	}
+	if s.Attempt != 2 || len(s.Restarts) != 1 || s.Restarts[0].Attempt != 1 || s.Restarts[0].Reason != RestartWorkerGone ||
+		s.Restarts[0].PreviousState != StateRunning || s.Restarts[0].At.IsZero() {
+		t.Errorf("attempt %d, restarts %+v, want attempt 2 after attempt 1, %q while %s", s.Attempt, s.Restarts, RestartWorkerGone, StateRunning)
+	}
+	if got := readFile(t, r.LogFile("crash", "t", "s")); got != "second\n" {
+		t.Errorf("the new attempt's log: %q", got)
+	}
+
+	// The killed attempt's directory is kept, with its log, its status and
+	// what its background processes wrote until they were killed.
+	old := r.AttemptDir("crash", 1)
+	if got := readFile(t, filepath.Join(old, "logs", "t", "s.log")); got != "first\n" {
+		t.Errorf("the kept attempt's log: %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(old, "work", "crash-t", "tick")); err != nil {
+		t.Errorf("the kept attempt lacks what its processes wrote: %v", err)
+	}
+	atts, err := r.Attempts("crash")
+	if err != nil || len(atts) != 1 || atts[0].Attempt != 1 || atts[0].State != StateRunning {
+		t.Errorf("Attempts: %v %+v", err, atts)
+	}
+}
+
+// killLeftovers kills a recorded group that is still open, and leaves
+// alone one recorded as ended and one whose ID now belongs to another
+// leader (a reused ID).
+func TestKillLeftoversChecksTheGroup(t *testing.T) {
+	start := func() (*exec.Cmd, procStat) {
+		t.Helper()
+		cmd := exec.Command("sleep", "1000")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		})
+		st, err := readProcStat(cmd.Process.Pid)
+		if err != nil || st.pgrp != cmd.Process.Pid {
+			t.Fatalf("stat: %v %+v", err, st)
+		}
+		return cmd, st
+	}
+	ended, endedSt := start()
+	reused, reusedSt := start()
+	open, openSt := start()
+	dir := t.TempDir()
+	records := fmt.Sprintf("start %d %d\nstart %d %d\nend %d %d\nstart %d %d\nstart 7",
+		endedSt.pgrp, endedSt.start, reusedSt.pgrp, reusedSt.start+1, endedSt.pgrp, endedSt.start, openSt.pgrp, openSt.start)
+	if err := os.WriteFile(filepath.Join(dir, pgroupsFile), []byte(records), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := killLeftovers(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := open.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("the open group's leader: %v, want it killed", err)
+	}
+	for _, c := range []*exec.Cmd{ended, reused} {
+		if !alive(t, c.Process.Pid) {
+			t.Errorf("%d was killed", c.Process.Pid)
+		}
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	line := "4242 (a) (b c) S 1 4240 4240 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1 2 3\n"
+	st, ok := parseProcStat(line)
+	if !ok || st != (procStat{pid: 4242, state: 'S', pgrp: 4240, start: 987654}) {
+		t.Errorf("parseProcStat: %v %+v", ok, st)
+	}
+	if _, ok := parseProcStat("4242 (short) S 1 2"); ok {
+		t.Error("a short line parsed")
 	}
 }

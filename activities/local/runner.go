@@ -86,8 +86,9 @@ type Runner struct {
 	preamble   string
 	firstStep  sync.Once
 
-	mu     sync.Mutex
-	active map[string]*execution
+	mu       sync.Mutex
+	active   map[string]*execution
+	starting map[string]chan struct{} // closed when begin has prepared the run
 }
 
 // NewRunner returns a Runner for opts.
@@ -139,6 +140,7 @@ func newRunner(opts Options) (*Runner, error) {
 		logger:     opts.Logger,
 		environ:    opts.Env,
 		active:     map[string]*execution{},
+		starting:   map[string]chan struct{}{},
 	}
 	if r.environ == nil {
 		r.environ = os.Environ()
@@ -284,8 +286,14 @@ func (r *Runner) begin(p *plan, opts RunOptions) (*execution, *Outcome, error) {
 	name := p.pr.Name
 	dir := r.RunDir(name)
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	for r.starting[name] != nil { // another call is preparing the run: join it
+		ready := r.starting[name]
+		r.mu.Unlock()
+		<-ready
+		r.mu.Lock()
+	}
 	if x := r.active[name]; x != nil {
+		defer r.mu.Unlock()
 		if x.plan.specHash != p.specHash {
 			return nil, nil, fmt.Errorf("run %q: %w", name, ErrConflict)
 		}
@@ -294,9 +302,19 @@ func (r *Runner) begin(p *plan, opts RunOptions) (*execution, *Outcome, error) {
 	}
 	lock, err := lockRun(filepath.Join(r.root, "locks", name))
 	if err != nil {
+		r.mu.Unlock()
 		return nil, nil, fmt.Errorf("run %q: %w", name, err)
 	}
+	// Preparing may wait for an earlier attempt's processes to die: not
+	// under r.mu, which every run's Status and Cancel need.
+	ready := make(chan struct{})
+	r.starting[name] = ready
+	r.mu.Unlock()
 	x, adopted, err := r.prepare(p, opts, dir)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.starting, name)
+	close(ready)
 	if x == nil {
 		lock.Close()
 		return nil, adopted, err
@@ -355,8 +373,9 @@ func (r *Runner) prepare(p *plan, opts RunOptions, dir string) (*execution, *Out
 }
 
 // retire sets the run's current attempt aside, if it has a directory: it
-// moves the directory to AttemptDir. It returns the number of the attempt
-// to come and its restarts (prev's, and this one).
+// kills what that attempt left running (killLeftovers) and waits for it to
+// die, then moves the directory to AttemptDir. It returns the number of
+// the attempt to come and its restarts (prev's, and this one).
 func (r *Runner) retire(name, dir string, prev RunStatus, reason string) (int, []Restart, error) {
 	kept, err := keptAttempts(r.root, name)
 	if err != nil {
@@ -370,6 +389,9 @@ func (r *Runner) retire(name, dir string, prev RunStatus, reason string) (int, [
 		return n + 1, nil, nil
 	} else if err != nil {
 		return 0, nil, err
+	}
+	if err := killLeftovers(dir); err != nil {
+		return 0, nil, fmt.Errorf("end the earlier attempt's processes: %w", err)
 	}
 	n = max(n+1, prev.Attempt)
 	to := r.AttemptDir(name, n)

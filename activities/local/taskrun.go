@@ -340,7 +340,9 @@ func (tr *taskRun) step(ctx context.Context, s pipelinev1.Step, name string, dir
 	if dirErr != nil {
 		code, err = 127, dirErr // as runProc reports a step it cannot start
 	} else {
-		code, err = runProc(sctx, procSpec{argv: argv, env: env, dir: dir, log: logf, live: x.r.live, prefix: prefix})
+		g := &stepGroup{file: filepath.Join(x.dir, pgroupsFile)}
+		code, err = runProc(sctx, procSpec{argv: argv, env: env, dir: dir, log: logf, live: x.r.live, prefix: prefix, onStart: g.started})
+		g.ended()
 	}
 	if err != nil && ctx.Err() == nil && !errors.Is(err, errStepTimeout) {
 		// Could not start: tell the step's log, as a container runtime would.
