@@ -409,3 +409,28 @@ func TestParseProcStat(t *testing.T) {
 		t.Error("a short line parsed")
 	}
 }
+
+// A Run right after another of the same name returned finds the run
+// finished, not in progress: with Replace, a failed run runs again rather
+// than being joined as it ends.
+func TestReplaceRightAfterTheRunEnded(t *testing.T) {
+	r, objs, logs := testRunner(t, Options{}, `
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: again}
+spec:
+  pipelineSpec:
+    tasks:
+    - name: t
+      taskSpec: {steps: [{name: s, image: x, script: "exit 1"}]}
+`)
+	for i := 1; i <= 30; i++ {
+		out, err := r.Run(context.Background(), &objs.PipelineRuns[0], RunOptions{Replace: true})
+		if err != nil {
+			t.Fatalf("Run %d: %v\n%s", i, err, logs)
+		}
+		if out.Adopted || out.Status.Attempt != i {
+			t.Fatalf("Run %d: adopted %v, attempt %d", i, out.Adopted, out.Status.Attempt)
+		}
+	}
+}

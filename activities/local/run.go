@@ -29,7 +29,7 @@ type execution struct {
 	mu        sync.Mutex
 	status    RunStatus
 	listeners []func(RunStatus)
-	done      chan struct{} // closed when the run has finished
+	done      chan struct{} // closed when the run has finished and released its name (Runner.begin)
 
 	events    chan taskEvent
 	requests  chan pipelinev1.PipelineRunSpecStatus
@@ -189,7 +189,6 @@ const stepPublishInterval = 200 * time.Millisecond
 
 // loop schedules the run's tasks until none is left to run.
 func (x *execution) loop() {
-	defer close(x.done)
 	start := time.Now()
 	pipelineTimer := newTimer(x.plan.pipelineTimeout)
 	tasksTimer := newTimer(x.plan.tasksTimeout)

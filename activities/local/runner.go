@@ -322,10 +322,13 @@ func (r *Runner) begin(p *plan, opts RunOptions) (*execution, *Outcome, error) {
 	r.active[name] = x
 	go func() {
 		x.loop()
+		// Released before done is closed, so that a Run after this one
+		// returned finds the run finished, on disk, and not in progress.
 		r.mu.Lock()
 		delete(r.active, name)
 		r.mu.Unlock()
 		lock.Close()
+		close(x.done)
 	}()
 	return x, nil, nil
 }
