@@ -384,7 +384,7 @@ func (r *Runner) retire(name, dir string, prev RunStatus, reason string) (int, [
 	if err != nil {
 		return 0, nil, err
 	}
-	n := len(kept) // the attempts are numbered from 1, the kept ones without gaps
+	n := 0 // the last kept attempt's number
 	if len(kept) > 0 {
 		n = kept[len(kept)-1]
 	}
