@@ -106,7 +106,7 @@ func request(key string, tasks ...pipelinev1.PipelineTask) tekton.PipelineRunReq
 }
 
 func TestRunPipelineActivity(t *testing.T) {
-	a, logs := newActivities(t, Options{})
+	a, logs := newActivities(t, Options{Isolation: IsolationNone /* the test watches its steps through host paths */})
 	d := t.TempDir()
 	in := request("wf-1/images/amd64/1", embedded("build", "echo built >> "+d+"/count; printf 'img@$(params.commit)' > $(results.out.path)"))
 
@@ -178,7 +178,7 @@ func wantAppError(t *testing.T, err error, typ, msg string) *temporal.Applicatio
 }
 
 func TestRunPipelineActivityFailures(t *testing.T) {
-	a, _ := newActivities(t, Options{})
+	a, _ := newActivities(t, Options{Isolation: IsolationNone /* the test watches its steps through host paths */})
 	tests := []struct {
 		name   string
 		in     tekton.PipelineRunRequest
@@ -255,7 +255,7 @@ func TestRunPipelineActivityCancellation(t *testing.T) {
 		// A lost heartbeat ends the activity's context as a cancel does:
 		// the activity stops awaiting, the run goes on, the next attempt
 		// joins it, and only CancelPipelineRun stops it.
-		a, _ := newActivities(t, Options{})
+		a, _ := newActivities(t, Options{Isolation: IsolationNone /* the test watches its steps through host paths */})
 		in := request("cancel", long)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -289,7 +289,7 @@ func TestRunPipelineActivityCancellation(t *testing.T) {
 	})
 
 	t.Run("CancelPipelineRun", func(t *testing.T) {
-		a, _ := newActivities(t, Options{})
+		a, _ := newActivities(t, Options{Isolation: IsolationNone /* the test watches its steps through host paths */})
 		in := request("cancel-activity", long)
 		out := execute(a, in, nil)
 		waitFor(t, "the step to start", time.Minute, started)
@@ -313,7 +313,7 @@ func TestRunPipelineActivityCancellation(t *testing.T) {
 	})
 
 	t.Run("worker stops", func(t *testing.T) {
-		a, _ := newActivities(t, Options{})
+		a, _ := newActivities(t, Options{Isolation: IsolationNone /* the test watches its steps through host paths */})
 		in := request("stop", long)
 		stop := make(chan struct{})
 		out := execute(a, in, func(env *testsuite.TestActivityEnvironment) { env.SetWorkerStopChannel(stop) })

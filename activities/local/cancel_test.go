@@ -87,7 +87,7 @@ func readPIDs(t *testing.T, file string) (shell, child int) {
 
 func TestCancelKillsProcessGroups(t *testing.T) {
 	d := t.TempDir()
-	r, objs, logs := testRunner(t, Options{}, `
+	r, objs, logs := testRunner(t, Options{Isolation: IsolationNone /* the test watches its steps through host paths */}, `
 apiVersion: tekton.dev/v1
 kind: PipelineRun
 metadata: {name: cancel}
@@ -160,7 +160,7 @@ spec:
 
 func TestStepEndKillsLeftovers(t *testing.T) {
 	d := t.TempDir()
-	s, _, logs := runYAML(t, Options{}, `
+	s, _, logs := runYAML(t, Options{Isolation: IsolationNone /* the test watches its steps through host paths */}, `
 apiVersion: tekton.dev/v1
 kind: PipelineRun
 metadata: {name: leftovers}
@@ -198,7 +198,7 @@ func TestCancelModes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.mode, func(t *testing.T) {
 			d := t.TempDir()
-			r, objs, logs := testRunner(t, Options{}, `
+			r, objs, logs := testRunner(t, Options{Isolation: IsolationNone /* the test watches its steps through host paths */}, `
 apiVersion: tekton.dev/v1
 kind: PipelineRun
 metadata: {name: modes}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kiln-build/kiln/activities/local/internal/nsinit"
 )
 
 // procSpec is one step process.
@@ -25,6 +27,9 @@ type procSpec struct {
 	// as soon as it has started; if it fails, the group is killed and
 	// runProc returns its error.
 	onStart func(pid int) error
+	// sandbox, if set, runs the step in namespaces of its own; argv[0]
+	// and dir are then looked up inside them.
+	sandbox *sandbox
 }
 
 // drainTimeout bounds how long runProc waits for the output pipe to close
@@ -40,16 +45,20 @@ const drainTimeout = 2 * time.Second
 // starting the process (command not found, bad interpreter) is reported
 // as exit code 127 with the error.
 func runProc(ctx context.Context, p procSpec) (int, error) {
-	// A missing working directory would fail the fork as if the program
-	// were missing ("fork/exec /bin/sh: no such file or directory").
-	if p.dir != "" {
-		if err := checkDir(p.dir); err != nil {
+	var path string
+	if p.sandbox == nil {
+		// A missing working directory would fail the fork as if the
+		// program were missing ("fork/exec /bin/sh: no such file or
+		// directory").
+		if p.dir != "" {
+			if err := checkDir(p.dir); err != nil {
+				return 127, err
+			}
+		}
+		var err error
+		if path, err = lookPath(p.argv[0], p.env, p.dir); err != nil {
 			return 127, err
 		}
-	}
-	path, err := lookPath(p.argv[0], p.env, p.dir)
-	if err != nil {
-		return 127, err
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -70,13 +79,28 @@ func runProc(ctx context.Context, p procSpec) (int, error) {
 			Pdeathsig: syscall.SIGKILL,
 		},
 	}
+	var ns *nsinit.Started
+	if p.sandbox != nil {
+		if ns, err = p.sandbox.wrap(cmd, p.argv, p.env, p.dir); err != nil {
+			r.Close()
+			w.Close()
+			return 127, err
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		r.Close()
 		w.Close()
+		if ns != nil {
+			ns.Begin(false)
+			return 127, fmt.Errorf("start in namespaces: %w", err)
+		}
 		if derr := checkDir(p.dir); p.dir != "" && derr != nil { // gone or unusable since
 			return 127, derr
 		}
 		return 127, err
+	}
+	if ns != nil {
+		ns.Begin(true)
 	}
 	w.Close()
 	copied := make(chan error, 1)
@@ -108,6 +132,13 @@ func runProc(ctx context.Context, p procSpec) (int, error) {
 	r.Close()
 	if startErr != nil {
 		return exitCode(cmd.ProcessState), startErr
+	}
+	if ns != nil {
+		// What the namespace init could not do (a mount, the working
+		// directory, the program) is a step that could not start.
+		if ferr := ns.Failure(); ferr != nil && stopped == nil {
+			return 127, ferr
+		}
 	}
 	return exitCode(cmd.ProcessState), stopped
 }

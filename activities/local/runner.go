@@ -57,6 +57,17 @@ type Options struct {
 	// may be another shell (dash on Debian, where busybox images accept
 	// [[ ]] and ==). Optional: default /bin/sh.
 	ScriptShell string
+	// Isolation is how steps are kept from the host and from each other:
+	// IsolationNamespaces runs each step (and sidecar) in user, mount and
+	// PID namespaces of its own, with the paths a pod's container has
+	// (/workspace, /tekton/home, /tekton/results, workspaces at their
+	// mountPath, volumes at their volumeMounts) and the host's other
+	// directories read-only; no root is needed, but the kernel must allow
+	// unprivileged user namespaces, which NewRunner checks.
+	// IsolationNone runs steps on the host, in directories under Root,
+	// without volumes, volumeMounts or sidecars. Optional: default
+	// IsolationNamespaces.
+	Isolation string
 	// HeartbeatInterval is how often RunPipeline heartbeats while nothing
 	// changes (Activities only). Optional: default a third of the
 	// activity's heartbeat timeout, at most 5 s.
@@ -85,6 +96,8 @@ type Runner struct {
 	environ    []string
 	preamble   string
 	firstStep  sync.Once
+	// namespaces is true with IsolationNamespaces.
+	namespaces bool
 
 	mu       sync.Mutex
 	active   map[string]*execution
@@ -97,9 +110,14 @@ func NewRunner(opts Options) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range []string{"runs", "attempts", "volumes", "locks"} {
+	for _, d := range []string{"runs", "attempts", "volumes", "locks", "root"} {
 		if err := os.MkdirAll(filepath.Join(r.root, d), 0o755); err != nil {
 			return nil, fmt.Errorf("root: %w", err)
+		}
+	}
+	if r.namespaces {
+		if err := probeNamespaces(r.root); err != nil {
+			return nil, namespaceError(err)
 		}
 	}
 	return r, nil
@@ -141,6 +159,13 @@ func newRunner(opts Options) (*Runner, error) {
 		environ:    opts.Env,
 		active:     map[string]*execution{},
 		starting:   map[string]chan struct{}{},
+	}
+	switch opts.Isolation {
+	case "", IsolationNamespaces:
+		r.namespaces = true
+	case IsolationNone:
+	default:
+		return nil, fmt.Errorf("isolation: %q is neither %q nor %q", opts.Isolation, IsolationNamespaces, IsolationNone)
 	}
 	if r.environ == nil {
 		r.environ = os.Environ()

@@ -38,7 +38,7 @@ func TestDAGOrderAndParallelism(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s, _, logs := runYAML(t, Options{MaxParallel: 2}, `
+	s, _, logs := runYAML(t, Options{MaxParallel: 2, Isolation: IsolationNone /* the test watches its steps through host paths */}, `
 apiVersion: tekton.dev/v1
 kind: Task
 metadata: {name: worker}
@@ -255,7 +255,7 @@ spec:
 
 func TestRetries(t *testing.T) {
 	d := t.TempDir()
-	s, r, logs := runYAML(t, Options{}, `
+	s, r, logs := runYAML(t, Options{Isolation: IsolationNone /* the test watches its steps through host paths */}, `
 apiVersion: tekton.dev/v1
 kind: PipelineRun
 metadata: {name: retry}
@@ -470,7 +470,7 @@ spec:
 		"bash-shebang": "bash tpl\n",
 		"env-from":     "blue s3cret\n",
 		"workdir":      "dir\n",
-		"default-dir":  "steps-t\n",
+		"default-dir":  "workspace\n", // the pod's /workspace
 	} {
 		if got := readFile(t, r.LogFile("steps", "t", step)); got != want {
 			t.Errorf("step %s printed %q, want %q", step, got, want)
@@ -498,7 +498,7 @@ spec:
         steps: [{name: s, image: x, script: "echo ran >> ` + d + `/count; printf ` + word + ` > $(results.r.path)"}]
 `
 	}
-	r, objs, logs := testRunner(t, Options{}, doc("first"))
+	r, objs, logs := testRunner(t, Options{Isolation: IsolationNone /* the test watches its steps through host paths */}, doc("first"))
 	first := runOne(t, r, &objs.PipelineRuns[0], logs)
 	out, err := r.Run(context.Background(), &objs.PipelineRuns[0], RunOptions{})
 	if err != nil {
@@ -695,7 +695,7 @@ spec:
 func TestStepWorkingDirCreated(t *testing.T) {
 	root := t.TempDir()
 	abs := filepath.Join(root, "volumes", "cache", "abs", "dir")
-	s, r, logs := runYAML(t, Options{Root: root}, `
+	s, r, logs := runYAML(t, Options{Root: root, Isolation: IsolationNone /* the working directories the host allows */}, `
 apiVersion: tekton.dev/v1
 kind: PipelineRun
 metadata: {name: wd}
@@ -743,7 +743,7 @@ spec:
 	}
 
 	elsewhere := filepath.Join(t.TempDir(), "missing", "dir")
-	s, r, logs = runYAML(t, Options{}, `
+	s, r, logs = runYAML(t, Options{Isolation: IsolationNone}, `
 apiVersion: tekton.dev/v1
 kind: PipelineRun
 metadata: {name: wd-bad}

@@ -19,6 +19,7 @@ import (
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/container"
 	"github.com/tektoncd/pipeline/pkg/substitution"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // repl holds Tekton's three kinds of replacements, keyed by the variable
@@ -224,8 +225,8 @@ func taskParamRepl(specs pipelinev1.ParamSpecs, given pipelinev1.Params) repl {
 }
 
 // applyTaskSpec returns a copy of spec with r applied to every field Tekton
-// substitutes in a Task: steps, the step template and workspace mount
-// paths. (Sidecars and volumes are rejected before a run starts.)
+// substitutes in a Task: steps, the step template, sidecars, workspace
+// mount paths and the names and items of volumes.
 func applyTaskSpec(spec *pipelinev1.TaskSpec, r repl) *pipelinev1.TaskSpec {
 	spec = spec.DeepCopy()
 	for i := range spec.Steps {
@@ -241,10 +242,50 @@ func applyTaskSpec(spec *pipelinev1.TaskSpec, r repl) *pipelinev1.TaskSpec {
 	if spec.StepTemplate != nil {
 		container.ApplyStepTemplateReplacements(spec.StepTemplate, r.str, r.arr)
 	}
+	for i := range spec.Sidecars {
+		container.ApplySidecarReplacements(&spec.Sidecars[i], r.str, r.arr)
+	}
 	for i := range spec.Workspaces {
 		spec.Workspaces[i].MountPath = substitution.ApplyReplacements(spec.Workspaces[i].MountPath, r.str)
 	}
+	for i := range spec.Volumes {
+		applyVolumeStrings(&spec.Volumes[i], r.str)
+	}
 	return spec
+}
+
+// applyVolumeStrings substitutes in a volume's name and in the names and
+// items of the ConfigMaps and Secrets it holds, as the TaskRun
+// reconciler's applyVolumeReplacements does.
+func applyVolumeStrings(v *corev1.Volume, m map[string]string) {
+	sub := func(s *string) { *s = substitution.ApplyReplacements(*s, m) }
+	items := func(its []corev1.KeyToPath) {
+		for i := range its {
+			sub(&its[i].Key)
+			sub(&its[i].Path)
+		}
+	}
+	sub(&v.Name)
+	if c := v.ConfigMap; c != nil {
+		sub(&c.Name)
+		items(c.Items)
+	}
+	if s := v.Secret; s != nil {
+		sub(&s.SecretName)
+		items(s.Items)
+	}
+	if p := v.Projected; p != nil {
+		for _, src := range p.Sources {
+			if c := src.ConfigMap; c != nil {
+				sub(&c.Name)
+				items(c.Items)
+			}
+			if s := src.Secret; s != nil {
+				sub(&s.Name)
+				items(s.Items)
+			}
+		}
+	}
 }
 
 // applyPipelineTasks applies r to the pipeline tasks in place, to the

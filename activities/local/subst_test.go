@@ -3,7 +3,6 @@ package local
 import (
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -265,12 +264,11 @@ spec:
 	if s.Reason != "Succeeded" {
 		t.Fatalf("%s\n%s", describe(s), logs)
 	}
-	dir := r.RunDir("subst")
 	want := strings.Join([]string{
 		"s=subst/subst a1=y z n=2 args=x y z url=https://git rev=main d=dflt",
 		"tr=subst-show task=show ns=default retry=0",
-		"ws=" + filepath.Join(filepath.Dir(filepath.Dir(dir)), "volumes", "c", "subst") + " bound=true claim=c",
-		"res=" + filepath.Join(dir, "results", "subst-show", "out"),
+		"ws=/workspace/src bound=true claim=c", // the pod's paths
+		"res=/tekton/results/out",
 	}, "\n") + "\n"
 	if got := readFile(t, r.LogFile("subst", "show", "show")); got != want {
 		t.Errorf("step printed\n%s\nwant\n%s", got, want)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -121,8 +122,13 @@ func (tr *taskRun) attempt(ctx context.Context, attempt int) taskOutcome {
 		out.reason, out.message, out.end = reason, fmt.Sprintf(format, args...), time.Now()
 		return out
 	}
+	ns := tr.x.r.namespaces
 	resultsDir, stepsDir, workDir, scriptsDir := tr.dir("results"), tr.dir("steps"), tr.dir("work"), tr.dir("scripts")
-	for _, d := range []string{resultsDir, stepsDir, workDir, scriptsDir} {
+	fresh := []string{resultsDir, stepsDir, workDir, scriptsDir}
+	if ns {
+		fresh = append(fresh, tr.dir("home"), tr.dir("volumes"))
+	}
+	for _, d := range fresh {
 		if err := freshDir(d); err != nil {
 			return fail(string(pipelinev1.TaskRunReasonFailed), "prepare task run: %v", err)
 		}
@@ -131,10 +137,22 @@ func (tr *taskRun) attempt(ctx context.Context, attempt int) taskOutcome {
 	if err != nil {
 		return fail(string(pipelinev1.TaskRunReasonFailed), "prepare workspaces: %v", err)
 	}
+	// The paths steps see: the pod's in namespaces, else the host's.
+	resultsPath, stepsPath := resultsDir, stepsDir
+	if ns {
+		resultsPath, stepsPath = podResults, podSteps
+	}
 
 	// TaskRun-level substitution, in the TaskRun reconciler's order:
 	// params, then context, results, step exit codes and workspaces.
 	spec := applyTaskSpec(tr.spec, taskParamRepl(tr.spec.Params, tr.params))
+	var pod *podFS
+	if ns {
+		if pod, err = tr.podFS(spec, wsPaths); err != nil {
+			return fail(string(pipelinev1.TaskRunReasonFailed), "prepare volumes: %v", err)
+		}
+		spec = isolatedWorkspacePaths(spec)
+	}
 	m := map[string]string{
 		"context.taskRun.name":      tr.name,
 		"context.task.name":         tr.t.p.taskName,
@@ -143,7 +161,7 @@ func (tr *taskRun) attempt(ctx context.Context, attempt int) taskOutcome {
 		"context.task.retry-count":  strconv.Itoa(attempt),
 	}
 	for _, res := range spec.Results {
-		p := filepath.Join(resultsDir, res.Name)
+		p := filepath.Join(resultsPath, res.Name)
 		for _, pattern := range []string{"results.%s.path", "results[%q].path", "results['%s'].path"} {
 			m[fmt.Sprintf(pattern, res.Name)] = p
 		}
@@ -153,7 +171,7 @@ func (tr *taskRun) attempt(ctx context.Context, attempt int) taskOutcome {
 	exitCodes := refersToExitCodes(spec)
 	for i, s := range spec.Steps {
 		n := stepName(s.Name, i)
-		m["steps.step-"+n+".exitCode.path"] = filepath.Join(stepsDir, "step-"+n, "exitCode")
+		m["steps.step-"+n+".exitCode.path"] = filepath.Join(stepsPath, "step-"+n, "exitCode")
 	}
 	decls := slices.Clone(spec.Workspaces)
 	for _, b := range tr.bindings {
@@ -164,6 +182,9 @@ func (tr *taskRun) attempt(ctx context.Context, attempt int) taskOutcome {
 	for _, d := range decls {
 		prefix := "workspaces." + d.Name + "."
 		path, ok := wsPaths[d.Name]
+		if ok && ns {
+			path = d.GetMountPath()
+		}
 		m[prefix+"bound"], m[prefix+"path"] = strconv.FormatBool(ok), path
 		m[prefix+"volume"], m[prefix+"claim"] = "", ""
 		if ok {
@@ -196,10 +217,11 @@ func (tr *taskRun) attempt(ctx context.Context, attempt int) taskOutcome {
 	}
 	tr.x.send(taskEvent{t: tr.t, kind: eventSteps, steps: slices.Clone(out.steps), retry: attempt})
 
-	dirs := stepDirs{scripts: scriptsDir, work: workDir, steps: stepsDir, creatable: []string{tr.x.dir}}
+	dirs := stepDirs{scripts: scriptsDir, work: workDir, steps: stepsDir, creatable: []string{tr.x.dir}, pod: pod}
 	for _, p := range wsPaths {
 		dirs.creatable = append(dirs.creatable, p)
 	}
+	stopSidecars := tr.startSidecars(actx, spec.Sidecars, dirs)
 	var failure *taskOutcome
 	for i, s := range steps {
 		if actx.Err() != nil {
@@ -236,6 +258,7 @@ func (tr *taskRun) attempt(ctx context.Context, attempt int) taskOutcome {
 			break
 		}
 	}
+	stopSidecars()
 	for i := range out.steps {
 		if out.steps[i].State == tekton.TaskPending {
 			out.steps[i].State = tekton.TaskSkipped
@@ -269,21 +292,44 @@ type stepDirs struct {
 	// creatable are the directories in which a missing working directory
 	// is created: the run's directory and the task's workspaces.
 	creatable []string
+	// pod, with IsolationNamespaces, is what the steps' namespaces mount.
+	pod *podFS
 }
 
 // step runs one step and records its exit code where
 // $(steps.step-<name>.exitCode.path) points.
 func (tr *taskRun) step(ctx context.Context, s pipelinev1.Step, name string, dirs stepDirs, exitCodes bool) (code int, timedOut bool, err error) {
-	scriptsDir, workDir, stepsDir := dirs.scripts, dirs.work, dirs.steps
+	stepsDir := dirs.steps
 	x := tr.x
 	x.r.firstStep.Do(func() {
 		x.r.logger.Warn("the local runner ignores step images: steps run on this machine with its own tools, as the worker's user",
 			"pipelinerun", x.plan.pr.Name, "taskrun", tr.name, "step", name, "image", s.Image)
 	})
+	sctx := ctx
+	if s.Timeout != nil && s.Timeout.Duration > 0 {
+		var cancel context.CancelFunc
+		sctx, cancel = context.WithTimeoutCause(ctx, s.Timeout.Duration, errStepTimeout)
+		defer cancel()
+	}
+	code, err = tr.container(sctx, s, name, dirs)
+	timedOut = errors.Is(err, errStepTimeout)
+	if exitCodes {
+		if werr := os.WriteFile(filepath.Join(stepsDir, "step-"+name, "exitCode"), []byte(strconv.Itoa(code)), 0o644); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return code, timedOut, err
+}
+
+// container runs a step, or a sidecar as a step, with its log in
+// logs/<task>/<name>.log, and returns its exit code.
+func (tr *taskRun) container(ctx context.Context, s pipelinev1.Step, name string, dirs stepDirs) (code int, err error) {
+	scriptsDir, workDir := dirs.scripts, dirs.work
+	x := tr.x
 	logPath := filepath.Join(x.dir, "logs", tr.t.p.pt.Name, name+".log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return -1, false, err
+		return -1, err
 	}
 	defer logf.Close()
 	prefix := tr.t.p.pt.Name + "/" + name
@@ -291,7 +337,20 @@ func (tr *taskRun) step(ctx context.Context, s pipelinev1.Step, name string, dir
 	if err != nil {
 		fmt.Fprintf(logf, "kiln: %v\n", err)
 		x.r.live.writeLine(prefix, []byte("kiln: "+err.Error()))
-		return 1, false, err
+		return 1, err
+	}
+	var sb *sandbox
+	if dirs.pod != nil {
+		if _, set := vars["HOME"]; !set {
+			env = append(env, "HOME="+podHome) // the last one wins
+		}
+		mounts, merr := dirs.pod.mounts(s)
+		if merr != nil {
+			fmt.Fprintf(logf, "kiln: %v\n", merr)
+			x.r.live.writeLine(prefix, []byte("kiln: "+merr.Error()))
+			return 127, merr
+		}
+		sb = &sandbox{root: filepath.Join(x.r.root, "root"), hide: []string{x.r.root}, mounts: mounts}
 	}
 	args := make([]string, len(s.Args))
 	for i, a := range s.Args {
@@ -305,7 +364,10 @@ func (tr *taskRun) step(ctx context.Context, s pipelinev1.Step, name string, dir
 		}
 		file := filepath.Join(scriptsDir, name)
 		if err := os.WriteFile(file, []byte(script), 0o755); err != nil {
-			return -1, false, err
+			return -1, err
+		}
+		if sb != nil {
+			file = path.Join(podScripts, name)
 		}
 		argv = shebangArgv(strings.TrimSpace(script), file, args)
 	} else {
@@ -315,47 +377,38 @@ func (tr *taskRun) step(ctx context.Context, s pipelinev1.Step, name string, dir
 		argv = append(argv, args...)
 	}
 	dir := workDir
+	if sb != nil {
+		dir = podWorkspace
+	}
 	var dirErr error
 	if wd := s.WorkingDir; wd != "" {
 		if filepath.IsAbs(wd) {
 			dir = filepath.Clean(wd)
 		} else {
-			dir = filepath.Join(workDir, wd)
+			dir = filepath.Join(dir, wd)
 		}
 		// The container runtime creates a missing working directory in the
-		// container's file system; on the host, only inside the run's
-		// directory and the task's workspaces.
-		if slices.ContainsFunc(dirs.creatable, func(d string) bool { return within(dir, d) }) {
+		// container's file system (so does the namespace init); on the
+		// host, only inside the run's directory and the task's workspaces.
+		if sb == nil && slices.ContainsFunc(dirs.creatable, func(d string) bool { return within(dir, d) }) {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				dirErr = workingDirError(dir, err)
 			}
 		}
 	}
-	sctx := ctx
-	if s.Timeout != nil && s.Timeout.Duration > 0 {
-		var cancel context.CancelFunc
-		sctx, cancel = context.WithTimeoutCause(ctx, s.Timeout.Duration, errStepTimeout)
-		defer cancel()
-	}
 	if dirErr != nil {
 		code, err = 127, dirErr // as runProc reports a step it cannot start
 	} else {
 		g := &stepGroup{file: filepath.Join(x.dir, pgroupsFile)}
-		code, err = runProc(sctx, procSpec{argv: argv, env: env, dir: dir, log: logf, live: x.r.live, prefix: prefix, onStart: g.started})
+		code, err = runProc(ctx, procSpec{argv: argv, env: env, dir: dir, log: logf, live: x.r.live, prefix: prefix, onStart: g.started, sandbox: sb})
 		g.ended()
 	}
-	if err != nil && ctx.Err() == nil && !errors.Is(err, errStepTimeout) {
+	if err != nil && context.Cause(ctx) != err {
 		// Could not start: tell the step's log, as a container runtime would.
 		fmt.Fprintf(logf, "kiln: %v\n", err)
 		x.r.live.writeLine(prefix, []byte("kiln: "+err.Error()))
 	}
-	timedOut = errors.Is(err, errStepTimeout)
-	if exitCodes {
-		if werr := os.WriteFile(filepath.Join(stepsDir, "step-"+name, "exitCode"), []byte(strconv.Itoa(code)), 0o644); werr != nil && err == nil {
-			err = werr
-		}
-	}
-	return code, timedOut, err
+	return code, err
 }
 
 // within reports whether path is dir or lies under it.
