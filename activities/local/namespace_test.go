@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -120,9 +121,9 @@ spec:
 	}
 }
 
-// What a step writes outside its mounts never reaches the host: the host's
-// directories are read-only, /tmp is its own, and a new top-level
-// directory lives in the step's root only.
+// What a step writes outside its mounts never reaches the host, nor the
+// next step: the host's directories are overlays that die with the step,
+// as a container's root file system does, and /tmp is its own.
 func TestNamespacesHostUntouched(t *testing.T) {
 	s, r, logs := runYAML(t, Options{}, `
 apiVersion: tekton.dev/v1
@@ -138,27 +139,29 @@ spec:
           image: x
           onError: continue
           script: |
-            for f in /etc/kiln-probe /usr/kiln-probe /root/kiln-probe; do
-              if echo x > $f; then echo "wrote $f"; fi
+            for f in /etc/kiln-probe /usr/kiln-probe /tmp/kiln-probe /kiln-probe-dir/f; do
+              mkdir -p $(dirname $f) && echo x > $f && echo "wrote $f"
             done
-            echo x > /tmp/kiln-probe && echo "tmp ok"
-            mkdir -p /kiln-probe-dir && echo x > /kiln-probe-dir/f && echo "new dir ok"
-            ls /tmp
         - name: next
           image: x
-          script: ls /tmp; test ! -e /kiln-probe-dir && echo "fresh root"
+          script: |
+            ls /tmp
+            for f in /etc/kiln-probe /usr/kiln-probe /kiln-probe-dir; do
+              test ! -e $f || echo "sees $f"
+            done
+            test -e /etc/passwd && echo "fresh root"
 `)
 	if s.Reason != "Succeeded" {
 		t.Fatalf("%s\n%s", describe(s), logs)
 	}
-	for _, f := range []string{"/etc/kiln-probe", "/usr/kiln-probe", "/root/kiln-probe", "/tmp/kiln-probe", "/kiln-probe-dir"} {
+	for _, f := range []string{"/etc/kiln-probe", "/usr/kiln-probe", "/tmp/kiln-probe", "/kiln-probe-dir"} {
 		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
 			os.RemoveAll(f)
 			t.Errorf("the step wrote the host's %s", f)
 		}
 	}
 	out := readFile(t, r.LogFile("host", "t", "s"))
-	if strings.Contains(out, "wrote") || !strings.Contains(out, "Read-only file system") || !strings.Contains(out, "tmp ok\n") || !strings.Contains(out, "new dir ok\n") {
+	if strings.Count(out, "wrote ") != 4 {
 		t.Errorf("step s printed:\n%s", out)
 	}
 	if got := readFile(t, r.LogFile("host", "t", "next")); got != "fresh root\n" {
@@ -276,4 +279,132 @@ spec:
 	if got := readFile(t, filepath.Join(d, "host")); got != "x\n" {
 		t.Errorf("the host file holds %q", got)
 	}
+}
+
+// Volumes appear at their volumeMounts: a ConfigMap's keys, read-only;
+// an emptyDir shared by the steps that mount it; a step workspace only
+// in the step that lists it, at its own path.
+func TestNamespacesVolumes(t *testing.T) {
+	s, r, logs := runYAML(t, Options{}, `
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {colour: blue, size: large}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {token: s3cret}
+---
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: vols}
+spec:
+  params: [{name: cm, value: settings}]
+  workspaces: [{name: creds, secret: {secretName: creds}}]
+  pipelineSpec:
+    params: [{name: cm}]
+    workspaces: [{name: creds}]
+    tasks:
+    - name: t
+      params: [{name: cm, value: $(params.cm)}]
+      workspaces: [{name: creds, workspace: creds}]
+      taskSpec:
+        params: [{name: cm}]
+        workspaces: [{name: creds}]
+        volumes:
+        - {name: conf, configMap: {name: $(params.cm), items: [{key: colour, path: c/colour}]}}
+        - {name: scratch, emptyDir: {}}
+        steps:
+        - name: write
+          image: x
+          volumeMounts: [{name: conf, mountPath: /etc/kiln-conf}, {name: scratch, mountPath: /scratch}]
+          workspaces: [{name: creds, mountPath: /creds}]
+          script: |
+            cat /etc/kiln-conf/c/colour; echo
+            test -e /etc/kiln-conf/size || echo "no size"
+            if echo x > /etc/kiln-conf/new; then echo "wrote conf"; fi
+            cat $(workspaces.creds.path)/token; echo
+            echo shared > /scratch/f
+        - name: read
+          image: x
+          volumeMounts: [{name: scratch, mountPath: /elsewhere, readOnly: true}]
+          script: |
+            cat /elsewhere/f
+            if echo x > /elsewhere/g; then echo "wrote scratch"; fi
+            test -e /creds || test -e /workspace/creds || echo "no creds"
+`)
+	if s.Reason != "Succeeded" {
+		t.Fatalf("%s\n%s", describe(s), logs)
+	}
+	if got := readFile(t, r.LogFile("vols", "t", "write")); !strings.HasPrefix(got, "blue\nno size\n") || strings.Contains(got, "wrote") || !strings.HasSuffix(got, "s3cret\n") {
+		t.Errorf("step write printed:\n%s", got)
+	}
+	if got := readFile(t, r.LogFile("vols", "t", "read")); !strings.HasPrefix(got, "shared\n") || strings.Contains(got, "wrote") || !strings.HasSuffix(got, "no creds\n") {
+		t.Errorf("step read printed:\n%s", got)
+	}
+	if _, err := os.Stat("/etc/kiln-conf"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the host has /etc/kiln-conf: %v", err)
+	}
+}
+
+// A sidecar with a script runs beside the steps, sharing /workspace, and
+// is stopped, with what it started, when they end.
+func TestNamespacesSidecar(t *testing.T) {
+	token := "97" + strconv.Itoa(os.Getpid()%10000) // sleep's argument, to find it on the host
+	s, r, logs := runYAML(t, Options{}, `
+apiVersion: tekton.dev/v1
+kind: PipelineRun
+metadata: {name: side}
+spec:
+  pipelineSpec:
+    tasks:
+    - name: t
+      taskSpec:
+        sidecars:
+        - name: beat
+          image: x
+          script: |
+            sleep `+token+` &
+            while :; do echo beat > /workspace/beat; sleep 0.02; done
+        steps:
+        - name: wait
+          image: x
+          script: |
+            for i in $(seq 500); do test -e /workspace/beat && break; sleep 0.02; done
+            cat /workspace/beat
+`)
+	if s.Reason != "Succeeded" {
+		t.Fatalf("%s\n%s", describe(s), logs)
+	}
+	if got := readFile(t, r.LogFile("side", "t", "wait")); got != "beat\n" {
+		t.Errorf("step printed %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(r.RunDir("side"), "logs", "t", "sidecar-beat.log")); err != nil {
+		t.Errorf("sidecar log: %v", err)
+	}
+	if pids := processesWithArg(t, "sleep", token); len(pids) > 0 {
+		t.Errorf("the sidecar's sleep %s survived the steps: pids %v", token, pids)
+	}
+}
+
+// processesWithArg lists the host's processes running name with arg.
+func processesWithArg(t *testing.T, name, arg string) []string {
+	t.Helper()
+	cmdlines, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []string
+	for _, f := range cmdlines {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) == 2 && filepath.Base(args[0]) == name && args[1] == arg {
+			pids = append(pids, filepath.Base(filepath.Dir(f)))
+		}
+	}
+	return pids
 }

@@ -632,22 +632,47 @@ func joinSubPath(a, b string) string {
 // checkTaskSpec reports the Task features the local runner rejects, and
 // notes the ones it ignores.
 func (r *Runner) checkTaskSpec(c *checker, path string, spec *pipelinev1.TaskSpec) {
-	if len(spec.Sidecars) > 0 {
-		c.unsupported(path+".sidecars", "")
+	const needsNamespaces = "needs isolation namespaces"
+	if !r.namespaces {
+		if len(spec.Sidecars) > 0 {
+			c.unsupported(path+".sidecars", needsNamespaces)
+		}
+		if len(spec.Volumes) > 0 {
+			c.unsupported(path+".volumes", needsNamespaces)
+		}
+		for i, w := range spec.Workspaces {
+			if w.MountPath != "" {
+				c.warn(fmt.Sprintf("%s.workspaces[%d].mountPath", path, i), "ignored with isolation none: the workspace is a directory under the run directory; use $(workspaces.%s.path)", w.Name)
+			}
+		}
 	}
-	if len(spec.Volumes) > 0 {
-		c.unsupported(path+".volumes", "use workspaces")
-	}
-	for i, w := range spec.Workspaces {
-		if w.MountPath != "" {
-			c.warn(fmt.Sprintf("%s.workspaces[%d].mountPath", path, i), "ignored: the workspace is a directory under the run directory; use $(workspaces.%s.path)", w.Name)
+	volumes := map[string]bool{}
+	if r.namespaces {
+		for i, v := range spec.Volumes {
+			volumes[v.Name] = true
+			r.checkVolume(c, fmt.Sprintf("%s.volumes[%d]", path, i), v)
+		}
+		for i, sc := range spec.Sidecars {
+			sp := fmt.Sprintf("%s.sidecars[%d]", path, i)
+			if sc.Script == "" && len(sc.Command) == 0 {
+				c.add(sp+".command", "required by the local runner: sidecars run on the host's tools, where the image's entrypoint is unknown; set command or script")
+			}
+			if strings.HasPrefix(strings.TrimSpace(sc.Script), "#!win") {
+				c.unsupported(sp+".script", "Windows scripts")
+			}
+			if len(sc.VolumeDevices) > 0 {
+				c.unsupported(sp+".volumeDevices", "")
+			}
+			checkVolumeMounts(c, sp, sc.VolumeMounts, volumes)
+			r.checkEnv(c, sp, sc.Env, sc.EnvFrom)
 		}
 	}
 	if st := spec.StepTemplate; st != nil {
 		tp := path + ".stepTemplate"
-		if len(st.VolumeMounts) > 0 {
-			c.unsupported(tp+".volumeMounts", "use workspaces")
+		if len(st.VolumeMounts) > 0 && !r.namespaces {
+			c.unsupported(tp+".volumeMounts", needsNamespaces)
 		}
+		checkVolumeMounts(c, tp, st.VolumeMounts, volumes)
 		if len(st.VolumeDevices) > 0 {
 			c.unsupported(tp+".volumeDevices", "")
 		}
@@ -669,8 +694,8 @@ func (r *Runner) checkTaskSpec(c *checker, path string, spec *pipelinev1.TaskSpe
 			{len(s.Params) > 0, "params", "StepActions"},
 			{len(s.Results) > 0, "results", "step results"},
 			{len(s.When) > 0, "when", "step when expressions"},
-			{len(s.Workspaces) > 0, "workspaces", "isolated workspaces"},
-			{len(s.VolumeMounts) > 0, "volumeMounts", "use workspaces"},
+			{len(s.Workspaces) > 0 && !r.namespaces, "workspaces", "isolated workspaces " + needsNamespaces},
+			{len(s.VolumeMounts) > 0 && !r.namespaces, "volumeMounts", needsNamespaces},
 			{len(s.VolumeDevices) > 0, "volumeDevices", ""},
 			{s.StdoutConfig != nil, "stdoutConfig", ""},
 			{s.StderrConfig != nil, "stderrConfig", ""},
@@ -682,10 +707,43 @@ func (r *Runner) checkTaskSpec(c *checker, path string, spec *pipelinev1.TaskSpe
 		if strings.HasPrefix(strings.TrimSpace(s.Script), "#!win") {
 			c.unsupported(sp+".script", "Windows scripts")
 		}
+		if r.namespaces {
+			checkVolumeMounts(c, sp, s.VolumeMounts, volumes)
+		}
 		if s.Ref == nil && steps[i].Script == "" && len(steps[i].Command) == 0 {
 			c.add(sp+".command", "required by the local runner: steps run on the host, where the image's entrypoint is unknown; set command or script")
 		}
 		r.checkEnv(c, sp, s.Env, s.EnvFrom)
+	}
+}
+
+// checkVolume checks a Task's volume: emptyDir, configMap, secret and
+// projected ones (of ConfigMaps and Secrets the runner was given) are
+// supported.
+func (r *Runner) checkVolume(c *checker, path string, v corev1.Volume) {
+	switch {
+	case v.EmptyDir != nil:
+	case v.ConfigMap != nil, v.Secret != nil, v.Projected != nil:
+		r.checkBindingObjects(c, path, pipelinev1.WorkspaceBinding{ConfigMap: v.ConfigMap, Secret: v.Secret, Projected: v.Projected}, true)
+	default:
+		c.unsupported(path, "only emptyDir, configMap, secret and projected volumes")
+	}
+}
+
+// checkVolumeMounts checks volumeMounts against the Task's volumes.
+func checkVolumeMounts(c *checker, path string, mounts []corev1.VolumeMount, volumes map[string]bool) {
+	for i, m := range mounts {
+		mp := fmt.Sprintf("%s.volumeMounts[%d]", path, i)
+		switch {
+		case !volumes[m.Name] && !strings.Contains(m.Name, "$("):
+			c.add(mp+".name", "no volume %q in the Task", m.Name)
+		case !filepath.IsAbs(m.MountPath) && !strings.Contains(m.MountPath, "$("):
+			c.add(mp+".mountPath", "%q is not an absolute path", m.MountPath)
+		case m.SubPathExpr != "":
+			c.unsupported(mp+".subPathExpr", "")
+		case m.MountPropagation != nil:
+			c.unsupported(mp+".mountPropagation", "")
+		}
 	}
 }
 

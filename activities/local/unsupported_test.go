@@ -9,6 +9,10 @@ import (
 	"testing"
 )
 
+// withoutNamespaces are the cases of TestRejectedBeforeAnythingRuns
+// refused with Isolation none only.
+var withoutNamespaces = map[string]bool{"sidecars": true, "volumes": true, "volume mounts": true, "step workspaces": true, "referenced pipeline and task": true}
+
 func TestRejectedBeforeAnythingRuns(t *testing.T) {
 	// Every case has a first task that would leave a marker if anything
 	// ran; "TASK" is replaced by the case's second task.
@@ -37,7 +41,30 @@ spec:
       taskSpec:
         sidecars: [{name: db, image: postgres}]
         steps: [{name: s, image: x, script: "true"}]`,
-			"spec.pipelineSpec.tasks[1].taskSpec.sidecars: not supported by the local runner"},
+			"spec.pipelineSpec.tasks[1].taskSpec.sidecars: not supported by the local runner (needs isolation namespaces)"},
+		{"sidecar without command", `
+    - name: side
+      taskSpec:
+        sidecars: [{name: db, image: postgres}]
+        steps: [{name: s, image: x, script: "true"}]`,
+			"spec.pipelineSpec.tasks[1].taskSpec.sidecars[0].command: required by the local runner"},
+		{"hostPath volume", `
+    - name: vol
+      taskSpec:
+        volumes: [{name: v, hostPath: {path: /var/run/docker.sock}}]
+        steps: [{name: s, image: x, script: "true", volumeMounts: [{name: v, mountPath: /v}]}]`,
+			"spec.pipelineSpec.tasks[1].taskSpec.volumes[0]: not supported by the local runner (only emptyDir, configMap, secret and projected volumes)"},
+		{"volume mount of no volume", `
+    - name: vol
+      taskSpec:
+        steps: [{name: s, image: x, script: "true", volumeMounts: [{name: nope, mountPath: /v}]}]`,
+			`spec.pipelineSpec.tasks[1].taskSpec.steps[0].volumeMounts[0].name: no volume "nope" in the Task`},
+		{"volume of a missing configmap", `
+    - name: vol
+      taskSpec:
+        volumes: [{name: v, configMap: {name: nope}}]
+        steps: [{name: s, image: x, script: "true", volumeMounts: [{name: v, mountPath: /v}]}]`,
+			`spec.pipelineSpec.tasks[1].taskSpec.volumes[0].configMap.name: ConfigMap "nope" not found`},
 		{"step action", `
     - name: action
       taskSpec: {steps: [{name: s, ref: {name: git-clone}}]}`,
@@ -47,13 +74,13 @@ spec:
       taskSpec:
         volumes: [{name: v, emptyDir: {}}]
         steps: [{name: s, image: x, script: "true", volumeMounts: [{name: v, mountPath: /v}]}]`,
-			"spec.pipelineSpec.tasks[1].taskSpec.volumes: not supported by the local runner"},
+			"spec.pipelineSpec.tasks[1].taskSpec.volumes: not supported by the local runner (needs isolation namespaces)"},
 		{"volume mounts", `
     - name: vol
       taskSpec:
         volumes: [{name: v, emptyDir: {}}]
         steps: [{name: s, image: x, script: "true", volumeMounts: [{name: v, mountPath: /v}]}]`,
-			"spec.pipelineSpec.tasks[1].taskSpec.steps[0].volumeMounts: not supported by the local runner"},
+			"spec.pipelineSpec.tasks[1].taskSpec.steps[0].volumeMounts: not supported by the local runner (needs isolation namespaces)"},
 		{"step workspaces", `
     - name: iso
       workspaces: [{name: w, workspace: ws}]
@@ -62,7 +89,7 @@ spec:
         steps: [{name: s, image: x, script: "true", workspaces: [{name: w, mountPath: /creds}]}]
     workspaces: [{name: ws}]
   workspaces: [{name: ws, emptyDir: {}}]`,
-			"spec.pipelineSpec.tasks[1].taskSpec.steps[0].workspaces: not supported by the local runner"},
+			"spec.pipelineSpec.tasks[1].taskSpec.steps[0].workspaces: not supported by the local runner (isolated workspaces needs isolation namespaces)"},
 		{"stdoutConfig", `
     - name: out
       taskSpec: {steps: [{name: s, image: x, script: "true", stdoutConfig: {path: /tmp/x}}]}`,
@@ -154,7 +181,7 @@ kind: PipelineRun
 metadata: {name: rejected}
 spec:
   pipelineRef: {name: p}`,
-			`Task "with-sidecar" spec.sidecars: not supported by the local runner; Pipeline "p" spec.tasks[1].matrix: not supported by the local runner`},
+			`Task "with-sidecar" spec.sidecars: not supported by the local runner (needs isolation namespaces); Pipeline "p" spec.tasks[1].matrix: not supported by the local runner`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -165,7 +192,11 @@ spec:
 				doc = tt.doc
 			}
 			doc = strings.ReplaceAll(doc, "MARKER", marker)
-			r, objs, logs := testRunner(t, Options{}, doc)
+			opts := Options{}
+			if withoutNamespaces[tt.name] {
+				opts.Isolation = IsolationNone
+			}
+			r, objs, logs := testRunner(t, opts, doc)
 			_, err := r.Run(context.Background(), &objs.PipelineRuns[0], RunOptions{})
 			var se *SpecError
 			if !errors.As(err, &se) {

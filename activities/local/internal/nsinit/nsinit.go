@@ -1,6 +1,8 @@
 // Package nsinit starts a process in namespaces of its own, with the file
-// system a pod's container would see: the host's directories read-only, a
-// private /tmp, /dev and /proc, and the given directories bound at the
+// system a pod's container would see: the host's directories, writable
+// but ephemeral (overlays whose upper directories die with the process;
+// read-only binds where the kernel has no overlays in user namespaces),
+// a private /tmp, /dev and /proc, and the given directories bound at the
 // given paths.
 //
 // Command turns an exec.Cmd into one that re-executes the running binary
@@ -28,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,7 +61,8 @@ type Mount struct {
 	Source  string
 	Beneath string
 	// Target is the absolute path in the new root. A missing target is
-	// created, which fails under the host's read-only directories.
+	// created (in the overlay, not on the host), which fails only under a
+	// host directory bound read-only.
 	Target   string
 	ReadOnly bool
 }
@@ -241,12 +245,29 @@ func setup(spec *Spec) error {
 	if err != nil {
 		return fmt.Errorf("namespace init: %w", err)
 	}
+	// Upper directories of the overlays, on a tmpfs detached once the
+	// root has changed: what a program writes there dies with it.
+	upper := filepath.Join(root, ".upper")
+	if err := os.Mkdir(upper, 0o700); err != nil {
+		return fmt.Errorf("namespace init: %w", err)
+	}
+	if err := unix.Mount("tmpfs", upper, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=700"); err != nil {
+		return fmt.Errorf("namespace init: mount the overlays' tmpfs: %w", err)
+	}
+	subs, err := submounts(append([]string{root}, spec.Hide...))
+	if err != nil {
+		return fmt.Errorf("namespace init: %w", err)
+	}
 	for _, e := range entries {
 		name := e.Name()
 		if ours[name] {
 			continue
 		}
-		if err := bindHost("/"+name, filepath.Join(root, name), e.Type()); err != nil {
+		dst := filepath.Join(root, name)
+		if e.IsDir() && overlayHost("/"+name, dst, filepath.Join(upper, name), subs) == nil {
+			continue
+		}
+		if err := bindHost("/"+name, dst, e.Type()); err != nil {
 			return fmt.Errorf("namespace init: bind the host's /%s: %w", name, err)
 		}
 	}
@@ -292,10 +313,95 @@ func setup(spec *Spec) error {
 		}
 		unix.Close(fds[i])
 	}
-	if err := unix.Unmount("/.oldroot", unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("namespace init: detach the host's root: %w", err)
+	for _, d := range []string{"/.oldroot", "/.upper"} {
+		if err := unix.Unmount(d, unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("namespace init: detach %s: %w", d, err)
+		}
+		if err := os.Remove(d); err != nil {
+			return fmt.Errorf("namespace init: %w", err)
+		}
 	}
-	return os.Remove("/.oldroot")
+	return nil
+}
+
+// overlayHost mounts the host's directory src at dst as an overlay whose
+// writes go to a fresh upper directory, so that it is writable and
+// ephemeral, as a container's root file system is; the mounts under src
+// are bound again on top, read-only. It fails, leaving nothing to undo
+// but an empty dst, where the kernel has no overlays in user namespaces
+// (before Linux 5.11) or no user xattrs on tmpfs (before 6.6).
+func overlayHost(src, dst, upper string, subs []string) error {
+	if strings.ContainsAny(src, ",:\\") {
+		return errors.New("path unusable in overlay options")
+	}
+	for _, d := range []string{dst, upper, upper + "/u", upper + "/w"} {
+		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+	}
+	opts := "lowerdir=" + src + ",upperdir=" + upper + "/u,workdir=" + upper + "/w,userxattr"
+	if err := unix.Mount("overlay", dst, "overlay", 0, opts); err != nil {
+		return err
+	}
+	var bound []string
+	for _, m := range subs { // parents first
+		if !strings.HasPrefix(m, src+"/") || slices.ContainsFunc(bound, func(b string) bool { return strings.HasPrefix(m, b+"/") }) {
+			continue
+		}
+		target := filepath.Join(dst, strings.TrimPrefix(m, src))
+		err := unix.Mount(m, target, "", unix.MS_BIND|unix.MS_REC, "")
+		if err == nil {
+			err = readOnly(target)
+		}
+		if err != nil {
+			_ = unix.Unmount(dst, unix.MNT_DETACH)
+			return fmt.Errorf("bind %s: %w", m, err)
+		}
+		bound = append(bound, m)
+	}
+	return nil
+}
+
+// submounts lists this namespace's mount points, parents first, leaving
+// out those at or under skip.
+func submounts(skip []string) ([]string, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		p := unescapeMountinfo(f[4])
+		if slices.ContainsFunc(skip, func(s string) bool { return p == s || strings.HasPrefix(p, s+"/") }) {
+			continue
+		}
+		out = append(out, p)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return strings.Count(out[i], "/") < strings.Count(out[j], "/") })
+	return out, nil
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // bindHost binds one of the host's top-level entries into the new root,
@@ -309,7 +415,7 @@ func bindHost(src, dst string, typ fs.FileMode) error {
 		}
 		return os.Symlink(l, dst)
 	case typ.IsDir():
-		if err := os.Mkdir(dst, 0o755); err != nil {
+		if err := os.Mkdir(dst, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
 	case typ.IsRegular():
