@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kiln-build/kiln/activities/git"
+	"github.com/kiln-build/kiln/activities/local"
 	"github.com/kiln-build/kiln/activities/notify"
 	"github.com/kiln-build/kiln/activities/tekton"
 	"github.com/kiln-build/kiln/workflows"
@@ -114,6 +115,10 @@ type LocalExecutor struct {
 	// MaxParallel bounds the tasks running at once on this machine.
 	// Optional: the number of CPUs.
 	MaxParallel int `json:"maxParallel,omitempty"`
+	// Isolation is how steps are kept from the host: "namespaces" (each
+	// step in user, mount and PID namespaces with a pod's paths) or
+	// "none" (on the host, unisolated). Optional: "namespaces".
+	Isolation string `json:"isolation,omitempty"`
 }
 
 // IsLocal reports whether the config runs pipelines on this machine.
@@ -356,6 +361,9 @@ func (c Config) Plan() (workflows.Plan, *flavour.File, error) {
 	case ExecutorLocal:
 		if c.Local != nil && c.Local.MaxParallel < 0 {
 			errs = append(errs, fmt.Errorf("local.maxParallel: %d is negative", c.Local.MaxParallel))
+		}
+		if c.Local != nil && c.Local.Isolation != "" && c.Local.Isolation != local.IsolationNamespaces && c.Local.Isolation != local.IsolationNone {
+			errs = append(errs, fmt.Errorf("local.isolation: %q is neither %q nor %q", c.Local.Isolation, local.IsolationNamespaces, local.IsolationNone))
 		}
 		localCheck = true
 		if p.Namespace == "" {

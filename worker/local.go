@@ -28,6 +28,7 @@ func (c Config) LocalOptions(logger *slog.Logger, client *s3.Client) (local.Opti
 	opts := local.Options{Root: c.LocalDir(), Logger: logger, Log: c.StepOutput}
 	if l := c.Local; l != nil {
 		opts.MaxParallel = l.MaxParallel
+		opts.Isolation = l.Isolation
 		for i, p := range l.Pipelines {
 			files, err := yamlFiles(c.path(p))
 			if err != nil {

@@ -23,6 +23,12 @@ import (
 // output to a file). It reports the runner's time per step, the direct
 // time per step, and their difference as ms/step-overhead.
 func BenchmarkStepOverhead(b *testing.B) {
+	for _, isolation := range []string{IsolationNamespaces, IsolationNone} {
+		b.Run(isolation, func(b *testing.B) { benchmarkStepOverhead(b, isolation) })
+	}
+}
+
+func benchmarkStepOverhead(b *testing.B, isolation string) {
 	const benchSteps = 50
 	const script = "echo step output\n"
 	dir := b.TempDir()
@@ -36,7 +42,7 @@ func BenchmarkStepOverhead(b *testing.B) {
 	}
 	defer out.Close()
 
-	r, err := NewRunner(Options{Root: filepath.Join(dir, "root"), Log: io.Discard, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	r, err := NewRunner(Options{Root: filepath.Join(dir, "root"), Isolation: isolation, Log: io.Discard, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 // Package local runs Tekton pipelines (tekton.dev/v1 PipelineRuns,
 // Pipelines and Tasks) on this machine, without a cluster: every step is a
-// process on the host. Activities puts it behind the same activity
+// process on the host, in namespaces of its own that give it a pod's file
+// system. Activities puts it behind the same activity
 // interface as activities/tekton (RunPipeline, CancelPipelineRun) and
 // activities/logs (ArchiveLogs), so a worker registers one backend or the
 // other and workflows do not change.
@@ -12,6 +13,59 @@
 // environment (Options.Env) plus the step's env. A script that needs a tool only its
 // image has fails as it would on a host without it. The first step a
 // Runner runs logs a warning saying so.
+//
+// # Steps see what a pod sees (Options.Isolation)
+//
+// With IsolationNamespaces, the default, every step and sidecar runs in a
+// user, a mount and a PID namespace of its own; no root is needed. Its
+// file system is built as a container runtime builds a pod's:
+//   - /workspace is the task run's own directory (Tekton's default working
+//     directory), /tekton/home (also HOME, unless the step sets it) and
+//     /tekton/results are its home and results directories,
+//     /tekton/steps (exit codes) and /tekton/scripts are read-only;
+//   - each workspace is at its mountPath (default /workspace/<name>), or
+//     at a step's own mountPath for a step-level workspace, mounted in
+//     that step only; a readOnly workspace, and every configMap, secret
+//     and projected one, is read-only;
+//   - a Task's volumes are at their volumeMounts (subPath and readOnly
+//     honoured; configMap, secret and projected volumes read-only);
+//   - the host's other top-level directories are overlays whose writes
+//     go to a tmpfs that dies with the step: like a container's root file
+//     system, writable and ephemeral; nothing a step writes there reaches
+//     the host or the next step. The mounts under them are bound again,
+//     read-only. Where the kernel has no overlays in user namespaces
+//     (before Linux 5.11, or tmpfs without user xattrs, before 6.6) they
+//     are read-only instead, and a mount path under them that the host
+//     lacks cannot be created: the step fails naming it;
+//   - /tmp, /var/tmp, /dev/shm are private tmpfs; /dev holds the usual
+//     devices; /proc is the namespace's own; Options.Root is hidden, so a
+//     step cannot read other runs, or an earlier attempt, through the
+//     host's paths.
+//
+// $(workspaces.W.path), $(results.R.path) and
+// $(steps.step-S.exitCode.path) are these paths, as Tekton substitutes
+// them. A step runs as root of its user namespace, which is the worker's
+// user on the host: what it creates in workspaces is the worker's, and
+// host files owned by other users are not its own. The network is the
+// host's, so sidecars and steps share localhost. Each step is the only
+// child of its namespace's PID 1: when the step exits, or the worker dies,
+// the kernel kills everything left in the namespace, setsid or not.
+//
+// Each step starts by re-executing the worker's binary into the new
+// namespaces (internal/nsinit, whose init function takes over any binary
+// that links this package), which costs some tens of milliseconds per
+// step (a Go binary of this size starting), against about 2 ms without.
+// NewRunner checks once that user namespaces work and refuses, naming
+// the sysctls to set (kernel.unprivileged_userns_clone,
+// user.max_user_namespaces, kernel.apparmor_restrict_unprivileged_userns),
+// where they do not.
+//
+// With IsolationNone, steps run on the host as they are: in directories
+// under Options.Root, with those host paths in the variables above, able
+// to write wherever the worker's user may; a workspace's mountPath is
+// ignored and readOnly not enforced, and volumes, volumeMounts, sidecars
+// and step-level workspaces are refused. Two runs that write the same
+// absolute path then collide.
 //
 // # Tekton's semantics, Tekton's code
 //
@@ -67,8 +121,18 @@
 //     Secrets given to the Runner; workingDir, created when missing, as
 //     the container runtime does, if it lies in the run's directory or in
 //     one of the task's workspaces (elsewhere on the host it must exist;
-//     a step that cannot use it fails naming it); timeout; onError:
-//     continue; $(steps.step-S.exitCode.path).
+//     a step that cannot use it fails naming it; in namespaces, the
+//     container's rules); timeout; onError: continue;
+//     $(steps.step-S.exitCode.path); volumeMounts and step-level
+//     workspaces (namespaces only).
+//   - Task volumes: emptyDir, configMap, secret and projected (configMap
+//     and secret sources), with params in their names and items
+//     (namespaces only).
+//   - Sidecars with a command or script (namespaces only): each runs beside
+//     the steps, started before them and killed, with what it started,
+//     when they end; its output goes to logs/<task>/sidecar-<name>.log.
+//     Steps do not wait for a sidecar to be ready, and readiness probes
+//     are ignored.
 //   - Cancellation: Cancelled (kill everything, no finally),
 //     CancelledRunFinally and StoppedRunFinally.
 //
@@ -78,12 +142,16 @@
 //   - computeResources, podTemplate, serviceAccountName, taskRunTemplate,
 //     taskRunSpecs' pod, service account, resource and metadata settings,
 //     and the affinity assistant: there are no pods.
-//   - securityContext: steps run as the worker's user.
-//   - A Task workspace's mountPath: the workspace is a directory under the
-//     run directory and $(workspaces.W.path) points there; a script that
-//     hard-codes the mount path does not find it. readOnly is not enforced.
+//   - securityContext: steps run as the worker's user (root of their user
+//     namespace).
+//   - With isolation none only: a Task workspace's mountPath (the
+//     workspace is a directory under the run directory and
+//     $(workspaces.W.path) points there; a script that hard-codes the
+//     mount path does not find it) and readOnly.
 //   - emptyDir medium and sizeLimit, volumeClaimTemplate size and access
-//     modes: workspaces are plain directories.
+//     modes, volumes' defaultMode: workspaces and volumes are plain
+//     directories.
+//   - A sidecar's image, probes, ports, lifecycle and resources.
 //   - Result size limits: results are files, not termination messages.
 //   - displayName, description, labels and annotations.
 //
@@ -92,12 +160,17 @@
 //     than Task; remote resolution (resolver on pipelineRef or taskRef).
 //   - References to Pipelines, Tasks, ConfigMaps or Secrets the Runner was
 //     not given.
-//   - sidecars; volumes, volumeMounts and volumeDevices; StepActions
-//     (steps[].ref and params); step results; step when expressions;
-//     step-level (isolated) workspaces; stdoutConfig and stderrConfig;
-//     Windows scripts; a step with neither command nor script (it relies
-//     on its image's entrypoint, unknown on the host); env valueFrom other
-//     than configMapKeyRef and secretKeyRef.
+//   - With isolation none: sidecars, volumes, volumeMounts and
+//     step-level (isolated) workspaces.
+//   - Volumes other than emptyDir, configMap, secret and projected
+//     (hostPath, persistentVolumeClaim, …); volumeMounts naming no volume,
+//     with subPathExpr or mountPropagation; volumeDevices; sidecars with
+//     neither command nor script.
+//   - StepActions (steps[].ref and params); step results; step when
+//     expressions; stdoutConfig and stderrConfig; Windows scripts; a step
+//     with neither command nor script (it relies on its image's
+//     entrypoint, unknown on the host); env valueFrom other than
+//     configMapKeyRef and secretKeyRef.
 //   - csi workspaces; projected sources other than configMap and secret.
 //   - spec.status set at creation (pending or cancelled runs).
 //   - when expressions with cel, and every alpha feature Tekton's own
@@ -117,6 +190,10 @@
 //	runs/<run>/steps/<taskrun>/step-<s>/exitCode
 //	runs/<run>/work/<taskrun>              a task run's default working directory (Tekton's /workspace)
 //	runs/<run>/pgroups                     the process group of every step started (see Processes)
+//	runs/<run>/home/<taskrun>              /tekton/home (namespaces)
+//	runs/<run>/volumes/<taskrun>/<volume>  a Task's volumes (namespaces)
+//	runs/<run>/logs/<task>/sidecar-<s>.log a sidecar's output
+//	root                                   where each step's namespaces mount their root
 //	volumes/<claim>                        persistentVolumeClaim workspaces, shared by all runs
 //	attempts/<run>/<n>/                    attempt n of the run, kept when a later attempt replaced it
 //	locks/<run>                            held while a process runs the run
@@ -181,4 +258,9 @@
 // one, which is wrong only if all of its processes ended and an unrelated
 // process of the same user got the ID for a group of its own, and left
 // it, meanwhile.
+// group of every running step, grandchildren included. Steps also get
+// SIGKILL if the worker dies. In namespaces the group's leader is the
+// namespace's PID 1, whose death kills every process in the namespace;
+// with isolation none a process that leaves the group with setsid
+// escapes this.
 package local
