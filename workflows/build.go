@@ -493,21 +493,6 @@ const (
 	labelPlatform = "kiln.dev/platform"
 )
 
-// phaseRun is one phase's pipeline to run.
-// isPipelineFailure reports whether err is a pipeline that ran and failed
-// (worth a fresh PipelineRun), as opposed to a bad spec or a conflict.
-func isPipelineFailure(err error) bool {
-	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) {
-		return false
-	}
-	switch appErr.Type() {
-	case tekton.ErrTypeInvalidSpec, tekton.ErrTypeConflict, tekton.ErrTypeForbidden, "CouldntGetPipeline", "CouldntGetTask":
-		return false
-	}
-	return true
-}
-
 // rootMessage is the innermost message of a chain of Temporal errors, which
 // says what went wrong without the "activity error (type …)" wrapping.
 func rootMessage(err error) string {

@@ -337,6 +337,66 @@ func TestInvalidSpecIsNotRetriedAsAFreshRun(t *testing.T) {
 	}
 }
 
+// TestFreshRunOnlyForRerunReasons fails the base phase's first run with
+// each class of reason, as RunPipeline returns it (a non-retryable
+// ApplicationError with a tekton.Failure, which the workflow sees wrapped
+// in an ActivityError), and counts the runs: only an allowed reason gets a
+// second, fresh one.
+func TestFreshRunOnlyForRerunReasons(t *testing.T) {
+	failure := func(reason string, tasks ...string) error {
+		f := tekton.Failure{Namespace: "builds", PipelineRun: "run", Reason: reason}
+		for _, r := range tasks {
+			f.FailedTasks = append(f.FailedTasks, tekton.TaskState{Name: "build", State: tekton.TaskFailed, Reason: r})
+		}
+		return temporal.NewNonRetryableApplicationError("pipelinerun builds/run "+reason, reason, nil, f)
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		runs int
+	}{
+		{"Failed", failure("Failed", "Failed"), 2},
+		{"PipelineRunTimeout", failure("PipelineRunTimeout", "TaskRunCancelled"), 2},
+		{"TaskRunImagePullFailed", failure("Failed", "TaskRunImagePullFailed"), 2},
+		{"ExceededNodeResources", failure("Failed", "ExceededNodeResources"), 2},
+		{"PipelineValidationFailed", failure("PipelineValidationFailed"), 1},
+		{"CouldntGetPipeline", failure("CouldntGetPipeline"), 1},
+		{"InvalidWorkspaceBindings", failure("InvalidWorkspaceBindings"), 1},
+		{"Failed with TaskRunValidationFailed", failure("Failed", "TaskRunValidationFailed"), 1},
+		{"Cancelled", failure("Cancelled", "TaskRunCancelled"), 1},
+		{"unknown reason", failure("SomethingTektonAddsLater"), 1},
+		{"Deleted", temporal.NewNonRetryableApplicationError("deleted outside kiln", tekton.ErrTypeDeleted, nil), 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := testPlan(1)
+			p.Base.Attempts, p.Base.Backoff = 3, time.Minute
+			var runs int
+			rec := &recorder{outcome: func(q tekton.PipelineRunRequest) error {
+				if q.Labels["kiln.dev/phase"] != "base" {
+					return nil
+				}
+				runs++
+				if runs == 1 {
+					return tc.err
+				}
+				return nil
+			}}
+			env := newEnv(t, p, rec)
+			env.ExecuteWorkflow(workflows.Build, request(flavours(1)))
+			err := env.GetWorkflowError()
+			if runs != tc.runs {
+				t.Fatalf("%d base runs, want %d (workflow error: %v)", runs, tc.runs, err)
+			}
+			if tc.runs == 1 && err == nil {
+				t.Error("build succeeded, want the phase's failure")
+			}
+			if tc.runs == 2 && err != nil {
+				t.Errorf("build failed after a fresh run: %v", err)
+			}
+		})
+	}
+}
+
 func TestCancellationReachesEveryRunningPipeline(t *testing.T) {
 	// Base and packages succeed; the images block until cancelled.
 	rec := &recorder{block: "image"}

@@ -30,8 +30,9 @@ type phaseRun struct {
 }
 
 // runPhase runs cfg's pipeline, starting a fresh PipelineRun for each
-// attempt when the pipeline fails and Tekton's reason is worth one
-// (tekton.RerunForError), and records everything in st.
+// attempt when the pipeline fails for a reason tekton.RerunForError allows
+// (the pipeline's own failure, a timeout, the cluster's trouble; never a
+// bad spec or an unknown reason), and records everything in st.
 func runPhase(ctx workflow.Context, st *PhaseState, r phaseRun) (tekton.PipelineRunResult, error) {
 	var res tekton.PipelineRunResult
 	params, err := r.cfg.Render(r.data)
@@ -116,7 +117,7 @@ func runPhase(ctx workflow.Context, st *PhaseState, r phaseRun) (tekton.Pipeline
 			return res, err
 		}
 		st.Error = rootMessage(err)
-		if !isPipelineFailure(err) || attempt >= attempts {
+		if !tekton.RerunForError(err) || attempt >= attempts {
 			st.State = StateFailed
 			return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %s", st.Name, st.Error), ErrTypePhaseFailed, err)
 		}

@@ -44,4 +44,11 @@
 // Failure as details. A spec rejected by Tekton's own validation or by the API
 // server (400, 422) yields ErrTypeInvalidSpec naming the field. API-server
 // unavailability, throttling and 5xx answers are retryable.
+//
+// Whether a failed run deserves a fresh run (the workflow's next attempt of
+// a phase) is RerunFor's allow-list, over the run's reason and its failed
+// TaskRuns' (RerunForError): the pipeline's own failure, timeouts, image
+// pulls and the pods the cluster could not create or keep. Spec, validation
+// and resolution errors, cancellations, kiln's own error types and reasons
+// the list does not know never get one.
 package tekton
