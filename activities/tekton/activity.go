@@ -209,14 +209,13 @@ func (a *Activities) reattach(ctx context.Context, pr *pipelinev1.PipelineRun) (
 	return existing, nil
 }
 
-// await waits for the run through the Watcher until it is done or ctx ends.
+// await waits for the run through the Watcher until it is done or ctx ends,
+// or the Watcher's informers fail (Subscription.Err). It heartbeats from the
+// start, while the namespace's cache syncs too.
 func (a *Activities) await(ctx context.Context, ns, name string) (PipelineRunResult, error) {
 	logger := activity.GetLogger(ctx)
-	sub, err := a.watcher.Subscribe(ctx, ns, name)
+	sub, err := a.watcher.Register(ns, name)
 	if err != nil {
-		if ctx.Err() != nil {
-			return PipelineRunResult{}, a.stopped(ctx, ns, name)
-		}
 		return PipelineRunResult{}, fmt.Errorf("watch pipelinerun %s/%s: %w", ns, name, err)
 	}
 	defer sub.Close()
@@ -229,6 +228,9 @@ func (a *Activities) await(ctx context.Context, ns, name string) (PipelineRunRes
 	for {
 		select {
 		case <-sub.C:
+			if err := sub.Err(); err != nil {
+				return PipelineRunResult{}, err
+			}
 			pr, ok := sub.Get()
 			if !ok {
 				if seen {
@@ -250,6 +252,9 @@ func (a *Activities) await(ctx context.Context, ns, name string) (PipelineRunRes
 				activity.RecordHeartbeat(ctx, p)
 			}
 		case <-tick.C:
+			if err := sub.Err(); err != nil {
+				return PipelineRunResult{}, err
+			}
 			activity.RecordHeartbeat(ctx, last)
 		case <-activity.GetWorkerStopChannel(ctx):
 			return PipelineRunResult{}, fmt.Errorf("worker is stopping; pipelinerun %s/%s keeps running and the next attempt re-attaches to it", ns, name)

@@ -28,7 +28,9 @@
 // entry and a channel however many updates arrive. Registering a waiter checks
 // the cache first, so a run that finished while the worker was down is seen at
 // once. When a watch drops, client-go's reflector relists and resumes, and the
-// relist is diffed against the cache, so no completion is lost.
+// relist is diffed against the cache, so no completion is lost. RunPipeline
+// heartbeats from the moment it registers, while a namespace's cache syncs
+// too.
 //
 // # Cancellation and errors
 //
@@ -44,6 +46,14 @@
 // Failure as details. A spec rejected by Tekton's own validation or by the API
 // server (400, 422) yields ErrTypeInvalidSpec naming the field. API-server
 // unavailability, throttling and 5xx answers are retryable.
+//
+// The informers' own LISTs and WATCHes are classified alike. One the API
+// server refuses (Forbidden, Unauthorized: the Role lacks list or watch on
+// pipelineruns or taskruns) fails RunPipeline at once with ErrTypeForbidden,
+// naming the verb, the resource, the namespace and the fix. Any other
+// failure (connection refused, 5xx, a webhook that is down) is retried by
+// client-go, and RunPipeline returns it as retryable only once it has lasted
+// the Watcher's grace period (SetWatchErrorGrace, default a minute).
 //
 // Whether a failed run deserves a fresh run (the workflow's next attempt of
 // a phase) is RerunFor's allow-list, over the run's reason and its failed
