@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/kiln-build/kiln/activities/tekton"
 	"github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
@@ -133,4 +135,70 @@ func applyRBAC(t *testing.T, h *harness) *corev1.ServiceAccount {
 		t.Fatal("deploy/worker/rbac.yaml has no ServiceAccount")
 	}
 	return sa
+}
+
+// TestRBACWithoutListOrWatchFailsAtOnce runs RunPipeline as a
+// ServiceAccount whose Role lacks one verb the Watcher's informers need:
+// it fails within seconds with a non-retryable ErrTypeForbidden naming the
+// verb and the resource, rather than hanging until the activity's timeout.
+func TestRBACWithoutListOrWatchFailsAtOnce(t *testing.T) {
+	for _, tc := range []struct {
+		verb, resource string
+		runs, tasks    []string
+	}{
+		{"watch", "pipelineruns", []string{"create", "get", "patch", "list"}, []string{"list", "watch"}},
+		{"list", "pipelineruns", []string{"create", "get", "patch", "watch"}, []string{"list", "watch"}},
+		{"watch", "taskruns", []string{"create", "get", "patch", "list", "watch"}, []string{"list"}},
+	} {
+		t.Run("without "+tc.verb+" "+tc.resource, func(t *testing.T) {
+			h := newHarness(t, tekton.Options{})
+			kube := h.st.Kube()
+			ctx := h.ctx()
+			sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "partial", Namespace: h.ns}}
+			role := &rbacv1.Role{
+				ObjectMeta: metav1.ObjectMeta{Name: "partial", Namespace: h.ns},
+				Rules: []rbacv1.PolicyRule{
+					{APIGroups: []string{"tekton.dev"}, Resources: []string{"pipelineruns"}, Verbs: tc.runs},
+					{APIGroups: []string{"tekton.dev"}, Resources: []string{"taskruns"}, Verbs: tc.tasks},
+				},
+			}
+			binding := &rbacv1.RoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: "partial", Namespace: h.ns},
+				RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "partial"},
+				Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa.Name, Namespace: h.ns}},
+			}
+			if _, err := kube.CoreV1().ServiceAccounts(h.ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := kube.RbacV1().Roles(h.ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := kube.RbacV1().RoleBindings(h.ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			cfg := rest.CopyConfig(h.st.RESTConfig())
+			cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + h.ns + ":" + sa.Name}
+			h.client = versioned.NewForConfigOrDie(cfg)
+			h.watcher = tekton.NewWatcher(h.client, 0)
+			t.Cleanup(h.watcher.Close)
+			acts, err := tekton.New(h.client, h.watcher, tekton.Options{HeartbeatInterval: 100 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.acts = acts
+
+			began := time.Now()
+			o := within(t, h.start(h.request("partial-rbac"), nil), 20*time.Second)
+			appErr := appError(t, o.err)
+			if appErr.Type() != tekton.ErrTypeForbidden || !appErr.NonRetryable() {
+				t.Fatalf("type %q non-retryable %v, want %s, true: %v", appErr.Type(), appErr.NonRetryable(), tekton.ErrTypeForbidden, o.err)
+			}
+			for _, want := range []string{tc.verb + " " + tc.resource, "namespace " + h.ns, "deploy/worker/rbac.yaml"} {
+				if !strings.Contains(appErr.Error(), want) {
+					t.Errorf("message %q does not name %q", appErr.Error(), want)
+				}
+			}
+			t.Logf("failed after %s: %v", time.Since(began).Round(time.Millisecond), appErr)
+		})
+	}
 }
