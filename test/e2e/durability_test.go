@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -167,14 +168,18 @@ func TestTemporalOutageLeavesPipelineRunsAlone(t *testing.T) {
 
 // localConfig writes a local-executor worker config whose image phase holds
 // each flavour's step until the file <marks>/release exists, and marks
-// every start of a step in marks.
-func localConfig(t *testing.T, heartbeat string) (path, marks string) {
+// every start of a step in marks: a persistentVolumeClaim workspace, which
+// the steps see at their workspace's path and the test at <marks> on the
+// host, with the steps in their namespaces (the default isolation). Each
+// step's environment carries token, by which stepsAlive finds them.
+func localConfig(t *testing.T, heartbeat string) (path, marks, token string) {
 	t.Helper()
 	dir := t.TempDir()
-	marks = filepath.Join(dir, "marks")
+	marks = filepath.Join(dir, "local", "volumes", "marks")
 	if err := os.MkdirAll(marks, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	token = fmt.Sprintf("kiln-drill-%d", time.Now().UnixNano())
 	deploy, err := filepath.Abs("../../deploy")
 	if err != nil {
 		t.Fatal(err)
@@ -183,21 +188,26 @@ func localConfig(t *testing.T, heartbeat string) (path, marks string) {
 kind: Pipeline
 metadata: {name: hold}
 spec:
-  params: [{name: flavour, type: string}, {name: marks, type: string}]
+  params: [{name: flavour, type: string}]
+  workspaces: [{name: marks}]
   tasks:
   - name: build
-    params: [{name: flavour, value: $(params.flavour)}, {name: marks, value: $(params.marks)}]
+    params: [{name: flavour, value: $(params.flavour)}]
+    workspaces: [{name: marks, workspace: marks}]
     taskSpec:
-      params: [{name: flavour, type: string}, {name: marks, type: string}]
+      params: [{name: flavour, type: string}]
+      workspaces: [{name: marks}]
       steps:
       - name: hold
         image: busybox
+        env: [{name: KILN_DRILL, value: ` + token + `}]
         script: |
           #!/bin/sh
-          touch "$(params.marks)/$(params.flavour).started.$$"
-          trap 'touch "$(params.marks)/$(params.flavour).killed.$$"' TERM
-          while [ ! -e "$(params.marks)/release" ]; do sleep 0.1; done
-          touch "$(params.marks)/$(params.flavour).done.$$"
+          m=$(workspaces.marks.path)
+          touch "$m/$(params.flavour).started.$$"
+          if [ -e "$m/fail-$(params.flavour)" ]; then echo "failing as asked" >&2; exit 1; fi
+          while [ ! -e "$m/release" ]; do sleep 0.1; done
+          touch "$m/$(params.flavour).done.$$"
 `
 	pf := filepath.Join(dir, "hold.yaml")
 	if err := os.WriteFile(pf, []byte(pipeline), 0o644); err != nil {
@@ -214,13 +224,16 @@ parallelism: 4
 %[3]sphases:
   image:
     pipelineFile: %[4]s
-    params: {flavour: "{{.Flavour.Name}}", marks: %[5]s}
-`, dir, deploy, hb, pf, marks)
+    params: {flavour: "{{.Flavour.Name}}"}
+    workspaces:
+    - name: marks
+      persistentVolumeClaim: {claimName: marks}
+`, dir, deploy, hb, pf)
 	path = filepath.Join(dir, "kiln.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return path, marks
+	return path, marks, token
 }
 
 func countMarks(t *testing.T, marks, kind string) int {
@@ -248,7 +261,7 @@ func waitMarks(t *testing.T, marks, kind string, n int, within time.Duration) {
 func TestTemporalOutageLeavesLocalStepsAlone(t *testing.T) {
 	s := newSuite(t)
 	o := startOutageServer(t)
-	cfg, marks := localConfig(t, "5s")
+	cfg, marks, _ := localConfig(t, "5s")
 	runWorkerOn(t, o.client, cfg, s.queue)
 	run := startBuildOn(t, o.client, s.queue, gardenRequest(s.ns, "build"))
 	waitMarks(t, marks, "started", 4, 2*time.Minute)
@@ -261,8 +274,8 @@ func TestTemporalOutageLeavesLocalStepsAlone(t *testing.T) {
 	if err := run.Get(ctx, nil); err != nil {
 		t.Fatalf("build after the outage: %v", err)
 	}
-	if started, done, killed := countMarks(t, marks, "started"), countMarks(t, marks, "done"), countMarks(t, marks, "killed"); started != 11 || done != 11 || killed != 0 {
-		t.Errorf("steps: %d started, %d done, %d killed; want 11, 11, 0 (one run per flavour, none cancelled)", started, done, killed)
+	if started, done := countMarks(t, marks, "started"), countMarks(t, marks, "done"); started != 11 || done != 11 {
+		t.Errorf("steps: %d started, %d done; want 11 and 11 (one run per flavour, none cancelled or run twice)", started, done)
 	}
 }
 
@@ -309,7 +322,7 @@ func TestCancelStopsEveryRunWithinSeconds(t *testing.T) {
 	})
 	t.Run("local", func(t *testing.T) {
 		s := newSuite(t)
-		cfg, marks := localConfig(t, "")
+		cfg, marks, token := localConfig(t, "")
 		runWorker(t, cfg, s.queue)
 		run := startBuild(t, s.queue, gardenRequest(s.ns, "build"))
 		waitMarks(t, marks, "started", 4, 2*time.Minute)
@@ -323,7 +336,7 @@ func TestCancelStopsEveryRunWithinSeconds(t *testing.T) {
 			t.Fatalf("build error %v %v after the cancel, want cancelled within 5 s", err, time.Since(start).Round(time.Millisecond))
 		}
 		t.Logf("build cancelled, its steps stopped, %v after the cancel", time.Since(start).Round(time.Millisecond))
-		if alive := stepsAlive(t, marks); len(alive) > 0 {
+		if alive := stepsAlive(t, token); len(alive) > 0 {
 			t.Errorf("step processes still running after the cancel: %v", alive)
 		}
 		if done := countMarks(t, marks, "done"); done != 0 {
@@ -332,20 +345,23 @@ func TestCancelStopsEveryRunWithinSeconds(t *testing.T) {
 	})
 }
 
-// stepsAlive lists the processes whose command line names marks: the hold
-// steps of localConfig.
-func stepsAlive(t *testing.T, marks string) []string {
+// stepsAlive lists the processes whose environment holds token: the hold
+// steps of localConfig and what they started.
+func stepsAlive(t *testing.T, token string) []string {
 	t.Helper()
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	procs, _ := filepath.Glob("/proc/[0-9]*/environ")
 	var alive []string
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
-		if err != nil {
+		if err != nil || !strings.Contains(string(b), "KILN_DRILL="+token) {
 			continue
 		}
-		if strings.Contains(string(b), marks) || strings.Contains(string(b), filepath.Dir(marks)+"/local/runs/") {
-			alive = append(alive, filepath.Base(filepath.Dir(p))+": "+strings.ReplaceAll(string(b), "\x00", " "))
+		stat, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "stat"))
+		if f := strings.Fields(string(stat)); len(f) > 2 && f[2] == "Z" {
+			continue // a zombie: dead, not yet reaped
 		}
+		cmd, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "cmdline"))
+		alive = append(alive, filepath.Base(filepath.Dir(p))+": "+strings.ReplaceAll(string(cmd), "\x00", " "))
 	}
 	return alive
 }
@@ -438,4 +454,133 @@ func TestRerunReplacesOnlyWhatFailed(t *testing.T) {
 			t.Errorf("%d runs, want 13", len(after))
 		}
 	})
+}
+
+// startsOf counts the starts of each flavour's step.
+func startsOf(t *testing.T, marks string) map[string]int {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(marks, "*.started.*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, f := range m {
+		n[strings.SplitN(filepath.Base(f), ".started.", 2)[0]]++
+	}
+	return n
+}
+
+// TestLocalRerunReplacesOnlyWhatFailed is the re-run drill for the local
+// executor: a failed build run again with the same ID runs only the failed
+// flavour again, and a cancelled build's cancelled runs are run again.
+func TestLocalRerunReplacesOnlyWhatFailed(t *testing.T) {
+	t.Run("failed", func(t *testing.T) {
+		s := newSuite(t)
+		cfg, marks, _ := localConfig(t, "5s")
+		runWorker(t, cfg, s.queue)
+		const bad = "gcp-gardener_prod-amd64"
+		for _, f := range []string{"release", "fail-" + bad} {
+			if err := os.WriteFile(filepath.Join(marks, f), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		in := gardenRequest(s.ns, "build")
+		if err := startBuild(t, s.queue, in).Get(ctx, nil); err == nil {
+			t.Fatal("the first build succeeded; want the flavour to fail")
+		}
+		if err := os.Remove(filepath.Join(marks, "fail-"+bad)); err != nil {
+			t.Fatal(err)
+		}
+		if err := startBuild(t, s.queue, in).Get(ctx, nil); err != nil {
+			t.Fatalf("the build run again, with the flavour fixed: %v", err)
+		}
+		starts := startsOf(t, marks)
+		for f, n := range starts {
+			want := 1
+			if f == bad {
+				want = 2
+			}
+			if n != want {
+				t.Errorf("%s started %d times, want %d", f, n, want)
+			}
+		}
+		if len(starts) != 11 {
+			t.Errorf("%d flavours started, want 11", len(starts))
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		s := newSuite(t)
+		cfg, marks, _ := localConfig(t, "5s")
+		runWorker(t, cfg, s.queue)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		in := gardenRequest(s.ns, "build")
+		run := startBuild(t, s.queue, in)
+		waitMarks(t, marks, "started", 4, 2*time.Minute)
+		if err := env.client.CancelWorkflow(ctx, run.GetID(), run.GetRunID()); err != nil {
+			t.Fatal(err)
+		}
+		if err := run.Get(ctx, nil); !temporal.IsCanceledError(err) {
+			t.Fatalf("build error = %v, want cancelled", err)
+		}
+		cancelled := startsOf(t, marks)
+		if err := os.WriteFile(filepath.Join(marks, "release"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := startBuild(t, s.queue, in).Get(ctx, nil); err != nil {
+			t.Fatalf("the build run again: %v", err)
+		}
+		for f, n := range startsOf(t, marks) {
+			if want := 1 + cancelled[f]; n != want {
+				t.Errorf("%s started %d times, want %d (cancelled runs run again, once)", f, n, want)
+			}
+		}
+		if done := countMarks(t, marks, "done"); done != 11 {
+			t.Errorf("%d flavours done, want 11", done)
+		}
+	})
+}
+
+// TestLocalWorkerKilledMidBuild SIGKILLs a local worker (bin/kiln) while
+// four steps run: none of their processes outlives it, and its successor
+// runs the interrupted runs again and completes the build.
+func TestLocalWorkerKilledMidBuild(t *testing.T) {
+	s := newSuite(t)
+	cfg, marks, token := localConfig(t, "5s")
+	first := startKilnWorker(t, cfg, s.queue)
+	run := startBuild(t, s.queue, gardenRequest(s.ns, "build"))
+	waitMarks(t, marks, "started", 4, 2*time.Minute)
+	if len(stepsAlive(t, token)) == 0 {
+		t.Fatal("no step process found by its environment: the drill cannot see them")
+	}
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	first.Wait()
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		return len(stepsAlive(t, token)) == 0, nil
+	})
+	if err != nil {
+		t.Fatalf("processes of the killed worker's steps still alive: %v", stepsAlive(t, token))
+	}
+	before := startsOf(t, marks)
+	startKilnWorker(t, cfg, s.queue)
+	if err := os.WriteFile(filepath.Join(marks, "release"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := run.Get(ctx, nil); err != nil {
+		t.Fatalf("build after the kill: %v", err)
+	}
+	for f, n := range startsOf(t, marks) {
+		if want := 1 + before[f]; n != want {
+			t.Errorf("%s started %d times, want %d", f, n, want)
+		}
+	}
+	if done := countMarks(t, marks, "done"); done != 11 {
+		t.Errorf("%d flavours done, want 11", done)
+	}
 }
