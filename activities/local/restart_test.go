@@ -15,10 +15,15 @@ import (
 	"time"
 )
 
+// The runners here watch their steps through host paths, and the leftover
+// groups matter with isolation none (in namespaces the kernel kills a
+// step's whole namespace with it): they run with IsolationNone.
+
 // A run recorded as finished without success is run again with Replace,
 // and adopted without it; a run that succeeded is adopted either way. The
 // step fails until a marker file appears in its persistentVolumeClaim
 // workspace, which outlives runs.
+
 func TestRunReplacesAFailedRun(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -29,7 +34,7 @@ func TestRunReplacesAFailedRun(t *testing.T) {
 		{"cancelled", "touch $(workspaces.data.path)/started; sleep 1000", "Cancelled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, objs, logs := testRunner(t, Options{}, `
+			r, objs, logs := testRunner(t, Options{Isolation: IsolationNone}, `
 apiVersion: tekton.dev/v1
 kind: PipelineRun
 metadata: {name: replace-`+tc.name+`}
@@ -119,7 +124,7 @@ spec:
       taskSpec: {steps: [{name: s, image: x, script: "echo ` + word + `; exit 1"}]}
 `
 	}
-	r, objs, logs := testRunner(t, Options{}, doc("first"))
+	r, objs, logs := testRunner(t, Options{Isolation: IsolationNone}, doc("first"))
 	if s := runOne(t, r, &objs.PipelineRuns[0], logs); s.Reason != "Failed" {
 		t.Fatalf("%s", describe(s))
 	}
@@ -135,7 +140,7 @@ spec:
 // RunPipeline replaces, on an activity's first attempt, the failed run a
 // previous workflow execution left under the same key.
 func TestRunPipelineReplacesAFailedRun(t *testing.T) {
-	a, logs := newActivities(t, Options{})
+	a, logs := newActivities(t, Options{Isolation: IsolationNone})
 	d := t.TempDir()
 	in := request("rerun", embedded("build", "[ -e "+d+"/marker ] || exit 1; printf img > $(results.out.path)"))
 	first := wait(t, execute(a, in, nil))
@@ -156,7 +161,7 @@ func TestRunPipelineReplacesAFailedRun(t *testing.T) {
 // through the exported API, with or without a Runner.
 func TestKeptAttemptsReadable(t *testing.T) {
 	d := t.TempDir()
-	r, objs, logs := testRunner(t, Options{}, `
+	r, objs, logs := testRunner(t, Options{Isolation: IsolationNone}, `
 apiVersion: tekton.dev/v1
 kind: PipelineRun
 metadata: {name: kept}
@@ -252,7 +257,7 @@ func TestHelperProcess(t *testing.T) {
 	if root == "" {
 		t.Skip("a helper for other tests")
 	}
-	r, objs, logs := testRunner(t, Options{Root: root, Log: os.Stderr}, os.Getenv(helperYAML))
+	r, objs, logs := testRunner(t, Options{Isolation: IsolationNone, Root: root, Log: os.Stderr}, os.Getenv(helperYAML))
 	out, err := r.Run(context.Background(), &objs.PipelineRuns[0], RunOptions{})
 	t.Fatalf("the helper's run ended, but it should have been killed: %v %+v\n%s", err, out, logs)
 }
@@ -325,7 +330,7 @@ spec:
 	}
 	t.Cleanup(func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) })
 
-	r, objs, logs := testRunner(t, Options{Root: root}, doc)
+	r, objs, logs := testRunner(t, Options{Isolation: IsolationNone, Root: root}, doc)
 	s := runOne(t, r, &objs.PipelineRuns[0], logs)
 	if s.Reason != "Succeeded" {
 		t.Fatalf("the successor: %s\n%s", describe(s), logs)
@@ -414,7 +419,7 @@ func TestParseProcStat(t *testing.T) {
 // finished, not in progress: with Replace, a failed run runs again rather
 // than being joined as it ends.
 func TestReplaceRightAfterTheRunEnded(t *testing.T) {
-	r, objs, logs := testRunner(t, Options{}, `
+	r, objs, logs := testRunner(t, Options{Isolation: IsolationNone}, `
 apiVersion: tekton.dev/v1
 kind: PipelineRun
 metadata: {name: again}

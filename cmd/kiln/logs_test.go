@@ -282,8 +282,8 @@ storage:
 	if err != nil {
 		t.Fatal(err)
 	}
-	b = bytes.Replace(b, []byte(`"state": "Done"`), []byte(`"state": "Interrupted"`), 1)
-	if !bytes.Contains(b, []byte(`"state": "Interrupted"`)) {
+	b = bytes.Replace(b, []byte(`"state":"Done"`), []byte(`"state":"Interrupted"`), 1)
+	if !bytes.Contains(b, []byte(`"state":"Interrupted"`)) {
 		t.Fatalf("status.json has no state Done to replace:\n%s", b)
 	}
 	if err := os.WriteFile(statusPath, b, 0o644); err != nil {
