@@ -248,10 +248,10 @@ func TestArtifactsManifestsAndPublishing(t *testing.T) {
 	if err := run.Get(ctx, &res); err != nil {
 		t.Fatalf("second build: %v\nprogress: %+v", err, getProgress(t, run))
 	}
-	recordHistory(t, run.GetID(), run.GetRunID(), "build-v4-gardenlinux.json")
-	recordHistory(t, run.GetID()+"/flavour/"+bad, "", "flavour-v4-gardenlinux.json")
-	recordHistory(t, run.GetID()+"/publish/aws-gardener_prod-amd64", "", "publish-v2-aws.json")
-	recordHistory(t, run.GetID()+"/publish/gcp-gardener_prod-amd64", "", "publish-v2-gcp.json")
+	recordHistory(t, run.GetID(), run.GetRunID(), "build-v5-gardenlinux.json")
+	recordHistory(t, run.GetID()+"/flavour/"+bad, "", "flavour-v5-gardenlinux.json")
+	recordHistory(t, run.GetID()+"/publish/aws-gardener_prod-amd64", "", "publish-v3-aws.json")
+	recordHistory(t, run.GetID()+"/publish/gcp-gardener_prod-amd64", "", "publish-v3-gcp.json")
 	p = res.Progress
 	reused := 0
 	for _, f := range p.Flavours {

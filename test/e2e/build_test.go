@@ -215,8 +215,8 @@ func TestBuildElevenFlavours(t *testing.T) {
 		t.Fatalf("build: %v\nprogress: %+v", err, getProgress(t, run))
 	}
 	t.Logf("11-flavour build on the real stack: %v", time.Since(start).Round(time.Millisecond))
-	recordHistory(t, run.GetID(), run.GetRunID(), "build-v3.json")
-	recordHistory(t, run.GetID()+"/flavour/aws-gardener_prod-amd64", "", "flavour-v3.json")
+	recordHistory(t, run.GetID(), run.GetRunID(), "build-v5.json")
+	recordHistory(t, run.GetID()+"/flavour/aws-gardener_prod-amd64", "", "flavour-v5.json")
 	p := res.Progress
 	if p.State != workflows.StateSucceeded || len(p.Flavours) != 11 {
 		t.Fatalf("progress: state %s, %d flavours", p.State, len(p.Flavours))
@@ -414,6 +414,7 @@ func TestCancelBuildStopsEveryRun(t *testing.T) {
 	if p := getProgress(t, run); p.State != workflows.StateCancelled {
 		t.Errorf("progress state = %s, want Cancelled", p.State)
 	}
+	recordHistory(t, run.GetID(), run.GetRunID(), "build-v5-cancelled.json")
 	// Nothing is left running: every run kiln started is cancelled by
 	// spec.status, and Tekton has finished it.
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {

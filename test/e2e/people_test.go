@@ -71,7 +71,7 @@ func TestReleaseApprovedWithTheCLI(t *testing.T) {
 	if !strings.Contains(status, "approval: approved by release-manager") || !strings.Contains(status, "publish/aws") {
 		t.Errorf("status:\n%s", status)
 	}
-	recordHistory(t, run.GetID(), run.GetRunID(), "build-v2-approval.json")
+	recordHistory(t, run.GetID(), run.GetRunID(), "build-v5-approval.json")
 }
 
 func TestFailedFlavourSkippedWithTheCLI(t *testing.T) {
@@ -99,5 +99,5 @@ func TestFailedFlavourSkippedWithTheCLI(t *testing.T) {
 	if !strings.Contains(status, "decision: skip "+bad+" by ops") {
 		t.Errorf("status:\n%s", status)
 	}
-	recordHistory(t, run.GetID(), run.GetRunID(), "build-v2-skip.json")
+	recordHistory(t, run.GetID(), run.GetRunID(), "build-v5-skip.json")
 }
