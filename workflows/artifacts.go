@@ -98,7 +98,10 @@ func archiveLogs(ctx workflow.Context, namespace, name, key, queue string, heart
 		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
 	}
 	if queue != "" {
-		o.TaskQueue = queue // the run's logs are on that worker
+		// The run's logs are on that worker. If it is gone for good, so
+		// are they: say so after a while, rather than hold the manifest
+		// for the whole budget.
+		o.TaskQueue, o.ScheduleToStartTimeout = queue, 10*time.Minute
 	}
 	var out logs.ArchiveResult
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, o), ActivityArchiveLogs,

@@ -157,7 +157,7 @@ func awaitRun(ctx workflow.Context, opts workflow.ActivityOptions, req tekton.Pi
 		var cancelled workflow.Future
 		workflow.Go(ctx, func(gctx workflow.Context) {
 			gctx.Done().Receive(gctx, nil)
-			if false && !settled {
+			if !settled {
 				cancelled = cancelRun(ctx, queue, req.Namespace, name)
 			}
 		})

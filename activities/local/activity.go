@@ -145,7 +145,6 @@ func (a *Activities) RunPipeline(ctx context.Context, in tekton.PipelineRunReque
 			<-done
 			return tekton.PipelineRunResult{}, fmt.Errorf("worker is stopping; pipelinerun %s was interrupted and the next attempt runs it again", pr.Name)
 		case <-ctx.Done():
-			a.runner.Cancel(pr.Name, pipelinev1.PipelineRunSpecStatusCancelled)
 			// A cancelled build's workflow has asked CancelPipelineRun to
 			// stop the run, which then ends at once: report its outcome if
 			// it does. Otherwise leave it running.

@@ -282,12 +282,6 @@ func (a *Activities) heartbeatInterval(ctx context.Context) time.Duration {
 // build's deadline, a phase timeout) is the workflow's to act on: it calls
 // CancelPipelineRun for every run it started.
 func (a *Activities) stopped(ctx context.Context, ns, name string) error {
-	if ctx.Err() == context.Canceled {
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		_ = a.patchStatus(pctx, ns, name, a.cancelMode)
-		return ctx.Err()
-	}
 	activity.GetLogger(ctx).Info("stopped awaiting; the pipelinerun keeps running", "pipelinerun", name, "cause", context.Cause(ctx))
 	return fmt.Errorf("stopped awaiting pipelinerun %s/%s, which keeps running: %w", ns, name, ctx.Err())
 }
