@@ -151,10 +151,14 @@ func (a *Activities) create(ctx context.Context, pr *pipelinev1.PipelineRun) (ad
 			return false, classify(fmt.Sprintf("create pipelinerun %s/%s", pr.Namespace, pr.Name), err)
 		}
 		existing, err := a.reattach(ctx, pr)
-		if err != nil || !existing.IsDone() || existing.IsSuccessful() || activity.GetInfo(ctx).Attempt > 1 {
+		// A run that is being cancelled (spec.status set, the controller
+		// not done yet) is as good as cancelled: an execution re-run right
+		// after a cancel must not adopt it.
+		failed := existing != nil && ((existing.IsDone() && !existing.IsSuccessful()) || (!existing.IsDone() && existing.Spec.Status != ""))
+		if err != nil || !failed || activity.GetInfo(ctx).Attempt > 1 {
 			return true, err
 		}
-		activity.GetLogger(ctx).Info("replacing the pipelinerun an earlier execution left failed", "namespace", pr.Namespace, "pipelinerun", pr.Name)
+		activity.GetLogger(ctx).Info("replacing the pipelinerun an earlier execution left failed or cancelled", "namespace", pr.Namespace, "pipelinerun", pr.Name)
 		if err := a.remove(ctx, existing); err != nil {
 			return false, err
 		}

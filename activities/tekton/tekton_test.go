@@ -568,3 +568,44 @@ func TestWatchDropDeliversEveryCompletion(t *testing.T) {
 		t.Errorf("no new watch after the restart (%d before, %d after): the test did not drop the watch", watchesBefore, h.count.Get("WATCH"))
 	}
 }
+
+// TestRunBeingCancelledIsReplacedByAReRun: a build re-run right after its
+// cancel finds its runs with spec.status Cancelled but not yet finished by
+// the controller; the new execution replaces them rather than adopt a run
+// that is about to end Cancelled.
+func TestRunBeingCancelledIsReplacedByAReRun(t *testing.T) {
+	h := newHarness(t, tekton.Options{})
+	in := h.request("build/main/1.0/image/aws-amd64/a1")
+	name := tekton.RunName(in.Key)
+	ctx, cancel := context.WithCancel(context.Background())
+	out := h.start(in, func(env *testsuite.TestActivityEnvironment) {
+		env.SetWorkerOptions(worker.Options{BackgroundActivityContext: ctx})
+	})
+	old := h.created(name)
+	h.set(name, running)
+	cancel()
+	h.wait(out)
+	var s testsuite.WorkflowTestSuite
+	cenv := s.NewTestActivityEnvironment()
+	cenv.RegisterActivity(h.acts)
+	if _, err := cenv.ExecuteActivity(h.acts.CancelPipelineRun, tekton.CancelRequest{Namespace: h.ns, PipelineRun: name}); err != nil {
+		t.Fatal(err)
+	}
+	// Still running: the controller has not reconciled the cancel yet.
+	out = h.start(in, nil)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		fresh, err := h.sim.Client.TektonV1().PipelineRuns(h.ns).Get(h.ctx(), name, metav1.GetOptions{})
+		if err == nil && fresh.UID != old.UID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the run being cancelled was adopted, not replaced")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.set(name, succeeded)
+	if o := h.wait(out); o.err != nil || o.res.Adopted {
+		t.Fatalf("re-run: %v, adopted %v; want a fresh run that succeeds", o.err, o.res.Adopted)
+	}
+}

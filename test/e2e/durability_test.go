@@ -204,10 +204,10 @@ spec:
         script: |
           #!/bin/sh
           m=$(workspaces.marks.path)
-          touch "$m/$(params.flavour).started.$$"
+          touch "$m/$(params.flavour).started.$(context.taskRun.uid)"
           if [ -e "$m/fail-$(params.flavour)" ]; then echo "failing as asked" >&2; exit 1; fi
           while [ ! -e "$m/release" ]; do sleep 0.1; done
-          touch "$m/$(params.flavour).done.$$"
+          touch "$m/$(params.flavour).done.$(context.taskRun.uid)"
 `
 	pf := filepath.Join(dir, "hold.yaml")
 	if err := os.WriteFile(pf, []byte(pipeline), 0o644); err != nil {
