@@ -178,11 +178,50 @@ func (a *Activities) remove(ctx context.Context, pr *pipelinev1.PipelineRun) err
 		got, err := runs.Get(ctx, pr.Name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err), err == nil && got.UID != pr.UID:
-			return nil
+			return a.removeTaskRuns(ctx, pr)
 		case err != nil:
 			return classify(op, err)
 		}
 		activity.RecordHeartbeat(ctx, Progress{Namespace: pr.Namespace, Reason: "waiting for the old run to be deleted"})
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
+// removeTaskRuns deletes the TaskRuns the removed run pr owned, and waits
+// until they are gone. The garbage collector would, in its own time; but
+// the new run has the same name, so its TaskRuns do too, and Tekton would
+// take the old, cancelled or failed ones for its own.
+func (a *Activities) removeTaskRuns(ctx context.Context, pr *pipelinev1.PipelineRun) error {
+	trs := a.client.TektonV1().TaskRuns(pr.Namespace)
+	op := fmt.Sprintf("delete the taskruns of the old pipelinerun %s/%s", pr.Namespace, pr.Name)
+	for delay := 50 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
+		l, err := trs.List(ctx, metav1.ListOptions{LabelSelector: labelPipelineRun + "=" + pr.Name})
+		if err != nil {
+			return classify(op, err)
+		}
+		left := 0
+		for _, tr := range l.Items {
+			if !metav1.IsControlledBy(&tr, pr) {
+				continue
+			}
+			left++
+			if tr.DeletionTimestamp != nil {
+				continue
+			}
+			uid := tr.UID
+			err := trs.Delete(ctx, tr.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				return classify(op, err)
+			}
+		}
+		if left == 0 {
+			return nil
+		}
+		activity.RecordHeartbeat(ctx, Progress{Namespace: pr.Namespace, Reason: "waiting for the old run's taskruns to be deleted"})
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -438,6 +438,11 @@ func TestRerunReplacesOnlyWhatFailed(t *testing.T) {
 		again := startBuild(t, s.queue, in)
 		releaseAll(ctx, t, s.ns, run.GetID())
 		if err := again.Get(ctx, nil); err != nil {
+			for _, f := range getProgress(t, again).Flavours {
+				if f.Error != "" {
+					t.Logf("flavour %s: %s", f.Name, f.Error)
+				}
+			}
 			t.Fatalf("the build run again: %v", err)
 		}
 		after, _ := runUIDs(t, s.ns, run.GetID())
