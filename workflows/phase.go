@@ -109,7 +109,7 @@ func runPhase(ctx workflow.Context, st *PhaseState, r phaseRun) (tekton.Pipeline
 		}
 		st.End = end
 		if err == nil {
-			st.State, st.Dashboard = StateSucceeded, res.Dashboard
+			st.State, st.Dashboard, st.Restarts = StateSucceeded, res.Dashboard, res.Restarts
 			return res, nil
 		}
 		if cancelled {

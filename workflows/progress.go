@@ -50,6 +50,9 @@ type PhaseState struct {
 	// LogsAttempt is the attempt whose logs Logs holds: the archive runs
 	// beside the next attempt or phase.
 	LogsAttempt int `json:"logsAttempt,omitempty"`
+	// Restarts counts the times the last attempt's run was started again
+	// from scratch (the local executor, after a lost worker).
+	Restarts int `json:"restarts,omitempty"`
 }
 
 // FlavourState is one flavour's state: its child workflow and its image

@@ -240,7 +240,7 @@ func outcome(out *Outcome) (tekton.PipelineRunResult, error) {
 	p := s.Progress()
 	res := tekton.PipelineRunResult{
 		Namespace: s.Namespace, PipelineRun: s.Name, Adopted: out.Adopted,
-		Results: s.Results, Tasks: p.Tasks, StartTime: s.StartTime,
+		Results: s.Results, Tasks: p.Tasks, StartTime: s.StartTime, Restarts: len(s.Restarts),
 	}
 	if s.CompletionTime != nil {
 		res.CompletionTime = *s.CompletionTime

@@ -115,6 +115,10 @@ type PipelineRunResult struct {
 	StartTime      time.Time                      `json:"startTime"`
 	CompletionTime time.Time                      `json:"completionTime"`
 	Duration       time.Duration                  `json:"duration"`
+	// Restarts counts the times the run was started again from scratch
+	// (the local executor: after its worker was lost, or to replace a
+	// failed run of an earlier execution); the earlier attempts are kept.
+	Restarts int `json:"restarts,omitempty"`
 }
 
 // Result returns the string value of the named pipeline result; array and

@@ -241,6 +241,9 @@ func phaseSummary(ph workflows.PhaseState) string {
 	if ph.Attempt > 1 {
 		s += fmt.Sprintf("  attempt %d", ph.Attempt)
 	}
+	if ph.Restarts > 0 {
+		s += fmt.Sprintf("  restarted %d×", ph.Restarts)
+	}
 	if ph.Reason != "" {
 		s += "  (" + ph.Reason + ")"
 	}
@@ -336,6 +339,9 @@ func printProgress(out io.Writer, p workflows.Progress, format string) error {
 		}
 		if ph.LogsError != "" {
 			detail = strings.TrimPrefix(detail+"; logs not archived: "+ph.LogsError, "; ")
+		}
+		if ph.Restarts > 0 {
+			detail = strings.TrimPrefix(fmt.Sprintf("%s; restarted %d× (the earlier attempts are kept)", detail, ph.Restarts), "; ")
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", kind, name, orDash(ph.State), orDash(ph.PipelineRun), attempt(ph.Attempt), duration(ph.Start, ph.End), detail)
 	}

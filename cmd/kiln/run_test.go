@@ -31,7 +31,7 @@ func TestStatusTableShowsWhySkippedAndTheBase(t *testing.T) {
 		Name: "kvm-gardener_prod_trustedboot_tpm2-amd64", State: workflows.StateSucceeded,
 		Base: "kvm-gardener_prod_tpm2_trustedboot-amd64-1877.3-75df9f40",
 		Phases: []workflows.PhaseState{
-			{Name: workflows.PhaseImage, State: workflows.StateSucceeded, LogsError: "ArchiveLogs: S3 unreachable"},
+			{Name: workflows.PhaseImage, State: workflows.StateSucceeded, LogsError: "ArchiveLogs: S3 unreachable", Restarts: 1},
 			{Name: workflows.PhaseTestPlatform, State: workflows.StateSkipped, Reason: "test-platform: false in the flavour file"},
 		},
 	}}}
@@ -40,7 +40,7 @@ func TestStatusTableShowsWhySkippedAndTheBase(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"built as kvm-gardener_prod_tpm2_trustedboot-amd64-1877.3-75df9f40", "test-platform: false in the flavour file",
-		"logs not archived: ArchiveLogs: S3 unreachable"} {
+		"logs not archived: ArchiveLogs: S3 unreachable", "restarted 1×"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("status table lacks %q:\n%s", want, out.String())
 		}

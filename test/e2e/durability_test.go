@@ -588,4 +588,12 @@ func TestLocalWorkerKilledMidBuild(t *testing.T) {
 	if done := countMarks(t, marks, "done"); done != 11 {
 		t.Errorf("%d flavours done, want 11", done)
 	}
+	// kiln status shows the restarts: the progress counts them.
+	for _, f := range getProgress(t, run).Flavours {
+		for _, ph := range f.Phases {
+			if want := before[f.Name]; ph.Name == workflows.PhaseImage && ph.Restarts != want {
+				t.Errorf("%s image: %d restarts in the progress, want %d", f.Name, ph.Restarts, want)
+			}
+		}
+	}
 }
