@@ -273,6 +273,20 @@ func TestRunPipelineActivityCancellation(t *testing.T) {
 			t.Fatalf("after the context ended: status %v %s, want still running", err, describe(s))
 		}
 		next := execute(a, in, nil)
+		// Cancel only once the next attempt has joined: a first attempt
+		// (the test environment's always is) that came after the
+		// cancelled run ended would replace it, as a re-run does.
+		waitFor(t, "the next attempt to join the run", time.Minute, func() bool {
+			a.runner.mu.Lock()
+			x := a.runner.active[tekton.RunName(in.Key)]
+			a.runner.mu.Unlock()
+			if x == nil {
+				return false
+			}
+			x.mu.Lock()
+			defer x.mu.Unlock()
+			return len(x.listeners) >= 2
+		})
 		var env testsuite.WorkflowTestSuite
 		env.SetLogger(sdkLogger)
 		cenv := env.NewTestActivityEnvironment()
