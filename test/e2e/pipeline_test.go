@@ -49,6 +49,16 @@ func phase(ctx workflow.Context, in tekton.PipelineRunRequest) (tekton.PipelineR
 	var a *tekton.Activities
 	var res tekton.PipelineRunResult
 	err := workflow.ExecuteActivity(ctx, a.RunPipeline, in).Get(ctx, &res)
+	if ctx.Err() != nil {
+		// As kiln's workflows do: the awaiting activity only stops
+		// awaiting; the workflow cancels the run.
+		dctx, cancel := workflow.NewDisconnectedContext(ctx)
+		defer cancel()
+		cerr := workflow.ExecuteActivity(dctx, a.CancelPipelineRun, tekton.CancelRequest{Namespace: in.Namespace, PipelineRun: tekton.RunName(in.Key)}).Get(dctx, nil)
+		if cerr != nil {
+			return res, cerr
+		}
+	}
 	return res, err
 }
 
@@ -289,7 +299,7 @@ func TestCancelStopsThePipelineRun(t *testing.T) {
 	if !errors.As(err, &canceled) {
 		t.Fatalf("workflow error = %v, want a CanceledError", err)
 	}
-	// WaitForCancellation: when the workflow ends, the patch is in.
+	// The workflow cancelled the run before it ended: the patch is in.
 	pr, err := s.tk.TektonV1().PipelineRuns(s.ns).Get(s.ctx(), tekton.RunName("e2e/cancel"), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
