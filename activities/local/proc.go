@@ -2,12 +2,10 @@ package local
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -56,7 +54,7 @@ func runProc(ctx context.Context, p procSpec) (int, error) {
 			}
 		}
 		var err error
-		if path, err = lookPath(p.argv[0], p.env, p.dir); err != nil {
+		if path, err = nsinit.LookPath(p.argv[0], p.env, p.dir); err != nil {
 			return 127, err
 		}
 	}
@@ -172,34 +170,6 @@ func exitCode(ps *os.ProcessState) int {
 		return 128 + int(ws.Signal())
 	}
 	return ps.ExitCode()
-}
-
-// lookPath finds file as a container runtime would: a name with a slash is
-// used as it is (relative to dir); any other name is searched in the PATH
-// of the step's own environment.
-func lookPath(file string, env []string, dir string) (string, error) {
-	if strings.Contains(file, "/") {
-		return file, nil
-	}
-	pathEnv := ""
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			pathEnv = v
-		}
-	}
-	for _, d := range filepath.SplitList(pathEnv) {
-		if d == "" {
-			d = "."
-		}
-		if !filepath.IsAbs(d) {
-			d = filepath.Join(dir, d)
-		}
-		p := filepath.Join(d, file)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("exec %q: %w", file, errors.New("executable file not found in $PATH"))
 }
 
 // shebangArgv returns the argv that runs a script file the way the kernel

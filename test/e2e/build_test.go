@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,7 +27,6 @@ import (
 
 	"github.com/kiln-build/kiln/activities/tekton"
 	"github.com/kiln-build/kiln/test/kubestack"
-	"github.com/kiln-build/kiln/worker"
 	"github.com/kiln-build/kiln/workflows"
 )
 
@@ -120,25 +118,7 @@ publishing:
 // runWorker runs an in-process worker for the config until the test ends.
 func runWorker(t *testing.T, path, queue string) {
 	t.Helper()
-	cfg, err := worker.LoadConfig(path, func(k string) string {
-		if k == "KILN_TASK_QUEUE" {
-			return queue
-		}
-		return ""
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	go func() { done <- worker.Run(ctx, cfg, env.client, env.stack.RESTConfig(), logger, nil) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	})
+	runWorkerOn(t, env.client, path, queue)
 }
 
 func startBuild(t *testing.T, queue string, in workflows.BuildRequest) client.WorkflowRun {
