@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
@@ -139,16 +138,12 @@ func lockRoot(root string) (release func(), err error) {
 		return nil, fmt.Errorf("local.dir: %w", err)
 	}
 	path := filepath.Join(root, "worker.lock")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("local.dir: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	f, err := local.LockFile(path)
+	if errors.Is(err, local.ErrBusy) {
 		b, _ := os.ReadFile(path)
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("local.dir: %s is in use by another worker (pid %s); give each local worker its own directory", root, strings.TrimSpace(string(b)))
-		}
+		return nil, fmt.Errorf("local.dir: %s is in use by another worker (pid %s); give each local worker its own directory", root, strings.TrimSpace(string(b)))
+	}
+	if err != nil {
 		return nil, fmt.Errorf("local.dir: lock %s: %w", path, err)
 	}
 	_ = f.Truncate(0)

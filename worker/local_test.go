@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"fmt"
 	"github.com/kiln-build/kiln/workflows/flavour"
 	"os"
 	"path/filepath"
@@ -106,4 +107,26 @@ func TestTheDevDemoConfigIsValid(t *testing.T) {
 	if set = flavour.Buildable(set); err != nil || len(set) != 6 || p.Storage == nil || !c.IsLocal() {
 		t.Errorf("dev file: %d buildable flavours (%v), storage %v, local %v", len(set), err, p.Storage, c.IsLocal())
 	}
+}
+
+// TestSecondWorkerOnARootIsRefused: two local workers on one local.dir
+// would mix their runs, locks and task queue; the second is refused,
+// naming the first's pid and the fix.
+func TestSecondWorkerOnARootIsRefused(t *testing.T) {
+	root := t.TempDir()
+	release, err := lockRoot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = lockRoot(root)
+	want := fmt.Sprintf("is in use by another worker (pid %d); give each local worker its own directory", os.Getpid())
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("second lock: %v, want %q", err, want)
+	}
+	release()
+	again, err := lockRoot(root)
+	if err != nil {
+		t.Fatalf("after the first worker released the root: %v", err)
+	}
+	again()
 }

@@ -325,7 +325,7 @@ func (r *Runner) begin(p *plan, opts RunOptions) (*execution, *Outcome, error) {
 		x.listen(opts.OnProgress)
 		return x, &Outcome{Adopted: true, Dir: dir}, nil
 	}
-	lock, err := lockRun(filepath.Join(r.root, "locks", name))
+	lock, err := LockFile(filepath.Join(r.root, "locks", name))
 	if err != nil {
 		r.mu.Unlock()
 		return nil, nil, fmt.Errorf("run %q: %w", name, err)
@@ -433,9 +433,11 @@ func (r *Runner) retire(name, dir string, prev RunStatus, reason string) (int, [
 	return n + 1, restarts, nil
 }
 
-// lockRun takes the run's lock file, which stays locked while a process
-// runs it; the kernel releases it when that process dies.
-func lockRun(path string) (*os.File, error) {
+// LockFile takes an exclusive lock on the file at path (created if
+// missing), which stays locked until the returned file is closed or the
+// process dies; it returns ErrBusy if another process holds it. A run's
+// lock file is locked while a process runs it; a worker locks its root.
+func LockFile(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, err
