@@ -281,20 +281,20 @@ func TestWorkerKilledMidBuild(t *testing.T) {
 	first.Wait()
 	t.Log("worker killed with 4 image PipelineRuns running")
 	startProcess()
-	go func() {
-		for ctx.Err() == nil {
-			for _, pr := range buildRuns(t, s.ns, run.GetID()) {
-				env.stack.Release(ctx, s.ns, pr.Name)
-			}
-			time.Sleep(300 * time.Millisecond)
-		}
-	}()
+	releaseAll(ctx, t, s.ns, run.GetID())
 	if err := run.Get(ctx, nil); err != nil {
 		t.Fatalf("build after the kill: %v", err)
 	}
 	// One PipelineRun per phase and flavour, all from the first attempt:
 	// the new worker re-attached instead of starting any again.
-	runs := buildRuns(t, s.ns, run.GetID())
+	oneRunPerKey(t, buildRuns(t, s.ns, run.GetID()), 2+11)
+}
+
+// oneRunPerKey checks that runs hold want PipelineRuns, one per request
+// key, each the first attempt's: none was created twice, and no phase
+// needed a fresh run. It returns the runs.
+func oneRunPerKey(t *testing.T, runs []pipelinev1.PipelineRun, want int) []pipelinev1.PipelineRun {
+	t.Helper()
 	keys := map[string]bool{}
 	for _, pr := range runs {
 		key := pr.Annotations[tekton.AnnotationKey]
@@ -306,9 +306,10 @@ func TestWorkerKilledMidBuild(t *testing.T) {
 			t.Errorf("%s: a second attempt was started", key)
 		}
 	}
-	if len(runs) != 2+11 {
-		t.Errorf("%d pipelineruns, want 13 (base, packages, 11 images)", len(runs))
+	if len(runs) != want {
+		t.Errorf("%d pipelineruns, want %d (base, packages, 11 images)", len(runs), want)
 	}
+	return runs
 }
 
 // startKilnWorker starts `kiln worker` (bin/kiln) as a process for the
