@@ -164,6 +164,23 @@ func (h *harness) set(name string, run kubestack.Run) {
 	}
 }
 
+// replaced waits up to a minute for the run named name to be another than
+// old, failing with why if it is not.
+func (h *harness) replaced(name string, old *pipelinev1.PipelineRun, why string) {
+	h.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		fresh, err := h.sim.Client.TektonV1().PipelineRuns(h.ns).Get(h.ctx(), name, metav1.GetOptions{})
+		if err == nil && fresh.UID != old.UID {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatal(why)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func (h *harness) runs() []pipelinev1.PipelineRun {
 	h.t.Helper()
 	l, err := h.sim.Client.TektonV1().PipelineRuns(h.ns).List(h.ctx(), metav1.ListOptions{})
@@ -348,17 +365,7 @@ func TestFailedRunOfAnEarlierExecutionIsReplaced(t *testing.T) {
 	// first attempt of the same key must run the pipeline again, not
 	// repeat the old failure.
 	out = h.start(in, nil)
-	deadline := time.Now().Add(time.Minute)
-	for {
-		fresh, err := h.sim.Client.TektonV1().PipelineRuns(h.ns).Get(h.ctx(), name, metav1.GetOptions{})
-		if err == nil && fresh.UID != old.UID {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the failed run was not replaced")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	h.replaced(name, old, "the failed run was not replaced")
 	h.set(name, succeeded)
 	if o := h.wait(out); o.err != nil || o.res.Adopted {
 		t.Fatalf("re-run: %v, adopted %v; want a fresh run that succeeds", o.err, o.res.Adopted)
@@ -593,17 +600,7 @@ func TestRunBeingCancelledIsReplacedByAReRun(t *testing.T) {
 	}
 	// Still running: the controller has not reconciled the cancel yet.
 	out = h.start(in, nil)
-	deadline := time.Now().Add(time.Minute)
-	for {
-		fresh, err := h.sim.Client.TektonV1().PipelineRuns(h.ns).Get(h.ctx(), name, metav1.GetOptions{})
-		if err == nil && fresh.UID != old.UID {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the run being cancelled was adopted, not replaced")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	h.replaced(name, old, "the run being cancelled was adopted, not replaced")
 	h.set(name, succeeded)
 	if o := h.wait(out); o.err != nil || o.res.Adopted {
 		t.Fatalf("re-run: %v, adopted %v; want a fresh run that succeeds", o.err, o.res.Adopted)
