@@ -1,15 +1,108 @@
 package workflows
 
 import (
+	"errors"
+	"fmt"
+	"strings"
+
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
 
-// Names of the manual-run queue's signal and query.
+// Names of the manual-run queue's signal, update and query. The signal and
+// the update both queue a build; the update also answers what the queue did
+// with it (EnqueueResult), so kiln trigger can say so. The webhook keeps the
+// signal: a signal is durable even while no worker runs, which an update is
+// not until a worker accepts it.
 const (
-	SignalBuild = "build"
-	QueryQueue  = "queue"
+	SignalBuild   = "build"
+	UpdateEnqueue = "enqueue"
+	QueryQueue    = "queue"
 )
+
+// What the queue did with a request (EnqueueResult.Outcome).
+const (
+	// EnqueueQueued: the build was added, at Position among the pending.
+	EnqueueQueued = "queued"
+	// EnqueuePending: the same build was already pending, at Position.
+	EnqueuePending = "pending"
+	// EnqueueRunning: the same build is running.
+	EnqueueRunning = "running"
+	// EnqueueSucceeded: the same build succeeded; it is not run again.
+	EnqueueSucceeded = "succeeded"
+)
+
+// EnqueueRequest is the argument of the enqueue update.
+type EnqueueRequest struct {
+	Build BuildRequest `json:"build"`
+	// Last is how the build's latest run ended, when the caller looked it
+	// up and it did not succeed (Failed, Canceled, Terminated, TimedOut):
+	// the build is then queued again whatever the queue remembers.
+	Last string `json:"last,omitempty"`
+}
+
+// EnqueueResult is the answer of the enqueue update (and of
+// webhook.QueueStarter.Enqueue, which may answer without asking the queue).
+type EnqueueResult struct {
+	BuildID string `json:"buildID"`
+	Outcome string `json:"outcome"`
+	// Position is the build's place among the pending builds, from 1, when
+	// queued or pending; Running is how many builds run ahead of them.
+	Position int `json:"position,omitempty"`
+	Running  int `json:"running,omitempty"`
+	// RunID is the run that succeeded or runs, when known.
+	RunID string `json:"runID,omitempty"`
+	// Rerun names the earlier outcome of a build queued again after it
+	// failed, was cancelled or timed out.
+	Rerun string `json:"rerun,omitempty"`
+}
+
+// String says what happened, as kiln trigger prints it.
+func (r EnqueueResult) String() string {
+	switch r.Outcome {
+	case EnqueueQueued, EnqueuePending:
+		s := fmt.Sprintf("queued %s at position %d", r.BuildID, r.Position)
+		if r.Outcome == EnqueuePending {
+			s = fmt.Sprintf("coalesced with the pending build %s (position %d)", r.BuildID, r.Position)
+		}
+		if r.Running > 0 {
+			s += fmt.Sprintf(", behind %d running", r.Running)
+		}
+		if r.Rerun != "" {
+			s += "; it " + r.Rerun + " before and runs again"
+		}
+		return s
+	case EnqueueRunning:
+		return "coalesced with the running build " + r.BuildID + runOf(r.RunID)
+	case EnqueueSucceeded:
+		return "build " + r.BuildID + " already succeeded" + runOf(r.RunID) + "; nothing queued (use another --version or --commit to build again)"
+	}
+	return r.Outcome + " " + r.BuildID
+}
+
+func runOf(id string) string {
+	if id == "" {
+		return ""
+	}
+	return " (run " + id + ")"
+}
+
+// States of a finished build in QueueInput.Done.
+const (
+	doneSucceeded = "Succeeded"
+	doneFailed    = "Failed"
+	doneCancelled = "Cancelled"
+	// doneElsewhere: the child could not start, because a build of its ID
+	// runs or succeeded outside the queue (kiln run).
+	doneElsewhere = "StartedElsewhere"
+)
+
+// DoneBuild is a build the queue ran, with how it ended.
+type DoneBuild struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+}
 
 // QueueID is the workflow ID of a branch's manual-run queue.
 func QueueID(branch string) string { return "queue/" + branch }
@@ -32,9 +125,10 @@ type QueueInput struct {
 	Concurrency int `json:"concurrency,omitempty"`
 	// Pending are the requests not yet started.
 	Pending []BuildRequest `json:"pending,omitempty"`
-	// Done are the build IDs recently finished, newest last, so a late
-	// duplicate is still coalesced after continue-as-new.
-	Done []string `json:"done,omitempty"`
+	// Done are the builds recently finished, newest last, so a late
+	// duplicate of one that succeeded is still coalesced after
+	// continue-as-new, and one that failed is run again.
+	Done []DoneBuild `json:"done,omitempty"`
 	// MaxEvents continues the queue as new once its history has this many
 	// events and it is idle. Optional: default 10,000 (or when Temporal
 	// suggests it).
@@ -43,19 +137,21 @@ type QueueInput struct {
 
 // QueueState is what the "queue" query returns.
 type QueueState struct {
-	Branch  string   `json:"branch"`
-	Pending []string `json:"pending"`
-	Running []string `json:"running"`
-	Done    []string `json:"done"`
+	Branch  string      `json:"branch"`
+	Pending []string    `json:"pending"`
+	Running []string    `json:"running"`
+	Done    []DoneBuild `json:"done"`
 }
 
 const queueDoneKept = 50
 
 // Queue is a branch's long-lived manual-run queue, started and fed by
-// SignalWithStart (kiln trigger). It coalesces requests for a build that is
-// pending, running or recently done; runs builds as child workflows, at most
-// Concurrency at once, in arrival order; and continues as new, carrying its
-// state, before its history grows large.
+// SignalWithStart (the webhook) or UpdateWithStart (kiln trigger). It
+// coalesces requests for a build that is pending, running or succeeded, and
+// runs again one that failed, was cancelled or timed out (see start.go);
+// runs builds as child workflows, at most Concurrency at once, in arrival
+// order; and continues as new, carrying its state, before its history
+// grows large.
 func Queue(ctx workflow.Context, in QueueInput) error {
 	q := &queue{in: in, running: map[string]bool{}}
 	if q.in.Concurrency <= 0 {
@@ -65,6 +161,18 @@ func Queue(ctx workflow.Context, in QueueInput) error {
 		q.in.MaxEvents = 10000
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryQueue, q.state); err != nil {
+		return err
+	}
+	added := workflow.NewBufferedChannel(ctx, 1)
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateEnqueue,
+		func(ctx workflow.Context, req EnqueueRequest) (EnqueueResult, error) {
+			res := q.add(ctx, req.Build, req.Last)
+			added.SendAsync(true) // wake the loop below; one wake is enough
+			return res, nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func(_ workflow.Context, req EnqueueRequest) error {
+			return q.withBranch(req.Build).Validate()
+		}}); err != nil {
 		return err
 	}
 	signals := workflow.GetSignalChannel(ctx, SignalBuild)
@@ -78,20 +186,24 @@ func Queue(ctx workflow.Context, in QueueInput) error {
 			q.running[id] = true
 			q.order = append(q.order, id)
 			workflow.Go(ctx, func(ctx workflow.Context) {
-				cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-					WorkflowID: id,
-					// A build outlives a queue that continues as new.
-					ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
-					WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
-					Memo: map[string]any{
-						MemoBranch: req.Branch, MemoCommit: req.Commit, MemoVersion: req.Version, MemoFlavourSet: req.FlavourSet,
-					},
-				})
-				err := workflow.ExecuteChildWorkflow(cctx, "Build", req).Get(ctx, nil)
-				if err != nil {
+				opts := BuildChildOptions(req, false)
+				// A build outlives a queue that continues as new.
+				opts.ParentClosePolicy = enumspb.PARENT_CLOSE_POLICY_ABANDON
+				err := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), "Build", req).Get(ctx, nil)
+				d := DoneBuild{ID: id, State: doneSucceeded}
+				var elsewhere *temporal.ChildWorkflowExecutionAlreadyStartedError
+				switch {
+				case err == nil:
+				case errors.As(err, &elsewhere):
+					d.State = doneElsewhere
+					logger.Info("coalesced: the build runs or succeeded outside the queue", "build", id)
+				case temporal.IsCanceledError(err):
+					d.State = doneCancelled
+				default:
+					d.State = doneFailed
 					logger.Warn("queued build failed", "build", id, "error", err)
 				}
-				done.Send(ctx, id)
+				done.Send(ctx, d)
 			})
 		}
 		if len(q.running) == 0 && len(q.in.Pending) == 0 && q.tooLong(ctx) {
@@ -101,9 +213,13 @@ func Queue(ctx workflow.Context, in QueueInput) error {
 				if !signals.ReceiveAsync(&req) {
 					break
 				}
-				q.add(ctx, req)
+				q.add(ctx, req, "")
 			}
 			if len(q.in.Pending) == 0 {
+				// Updates are answered at once, but one may be mid-way.
+				if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+					return err
+				}
 				return workflow.NewContinueAsNewError(ctx, Queue, q.in)
 			}
 			continue
@@ -112,19 +228,20 @@ func Queue(ctx workflow.Context, in QueueInput) error {
 		sel.AddReceive(signals, func(c workflow.ReceiveChannel, _ bool) {
 			var req BuildRequest
 			c.Receive(ctx, &req)
-			q.add(ctx, req)
+			q.add(ctx, req, "")
 		})
+		sel.AddReceive(added, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
 		sel.AddReceive(done, func(c workflow.ReceiveChannel, _ bool) {
-			var id string
-			c.Receive(ctx, &id)
-			delete(q.running, id)
+			var d DoneBuild
+			c.Receive(ctx, &d)
+			delete(q.running, d.ID)
 			for i, r := range q.order {
-				if r == id {
+				if r == d.ID {
 					q.order = append(q.order[:i], q.order[i+1:]...)
 					break
 				}
 			}
-			q.in.Done = append(q.in.Done, id)
+			q.in.Done = append(q.in.Done, d)
 			if len(q.in.Done) > queueDoneKept {
 				q.in.Done = q.in.Done[len(q.in.Done)-queueDoneKept:]
 			}
@@ -144,40 +261,78 @@ func (q *queue) tooLong(ctx workflow.Context) bool {
 	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= q.in.MaxEvents
 }
 
-// add queues req unless the same build is pending, running or recently
-// done; invalid requests are logged and dropped (kiln trigger validates
-// before signalling).
-func (q *queue) add(ctx workflow.Context, req BuildRequest) {
-	logger := workflow.GetLogger(ctx)
+func (q *queue) withBranch(req BuildRequest) BuildRequest {
 	if req.Branch == "" {
 		req.Branch = q.in.Branch
 	}
+	return req
+}
+
+// add queues req unless the same build is pending, running or succeeded,
+// and says what it did. A build that failed, was cancelled or timed out is
+// queued again, as is one whose last run the caller saw end otherwise
+// (last). Invalid requests are logged and dropped (the update's
+// validator refuses them before they reach here; a signal cannot).
+func (q *queue) add(ctx workflow.Context, req BuildRequest, last string) EnqueueResult {
+	logger := workflow.GetLogger(ctx)
+	req = q.withBranch(req)
+	id := BuildID(req)
+	res := EnqueueResult{BuildID: id, Running: len(q.running)}
 	if err := req.Validate(); err != nil {
 		logger.Error("dropped invalid build request", "error", err)
-		return
+		return EnqueueResult{BuildID: id, Outcome: "invalid: " + err.Error()}
 	}
-	id := BuildID(req)
 	if q.running[id] {
 		logger.Info("coalesced: build running", "build", id)
-		return
+		res.Outcome = EnqueueRunning
+		return res
 	}
-	for _, p := range q.in.Pending {
+	for i, p := range q.in.Pending {
 		if BuildID(p) == id {
 			logger.Info("coalesced: build pending", "build", id)
-			return
+			res.Outcome, res.Position = EnqueuePending, i+1
+			return res
 		}
 	}
-	for _, d := range q.in.Done {
-		if d == id {
-			logger.Info("coalesced: build done", "build", id)
-			return
+	for i := len(q.in.Done) - 1; i >= 0 && last == ""; i-- {
+		d := q.in.Done[i]
+		if d.ID != id {
+			continue
 		}
+		if d.State == doneSucceeded {
+			logger.Info("coalesced: build succeeded", "build", id)
+			res.Outcome = EnqueueSucceeded
+			return res
+		}
+		if d.State != doneElsewhere {
+			res.Rerun = endPhrase(d.State)
+		}
+		break
+	}
+	if last != "" {
+		res.Rerun = endPhrase(last)
 	}
 	q.in.Pending = append(q.in.Pending, req)
+	res.Outcome, res.Position = EnqueueQueued, len(q.in.Pending)
+	return res
+}
+
+// endPhrase says how a run ended, from the queue's DoneBuild.State or
+// Temporal's status name (FAILED, CANCELED, TERMINATED, TIMED_OUT).
+func endPhrase(state string) string {
+	switch strings.ToUpper(state) {
+	case "CANCELLED", "CANCELED":
+		return "was cancelled"
+	case "TERMINATED":
+		return "was terminated"
+	case "TIMED_OUT":
+		return "timed out"
+	}
+	return "failed"
 }
 
 func (q *queue) state() (QueueState, error) {
-	s := QueueState{Branch: q.in.Branch, Pending: []string{}, Running: []string{}, Done: append([]string{}, q.in.Done...)}
+	s := QueueState{Branch: q.in.Branch, Pending: []string{}, Running: []string{}, Done: append([]DoneBuild{}, q.in.Done...)}
 	for _, p := range q.in.Pending {
 		s.Pending = append(s.Pending, BuildID(p))
 	}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -119,24 +118,15 @@ func checkCommit(commit string) error {
 	return nil
 }
 
-// startBuild starts the Build workflow for in under its ID: a build of the
-// same ID that runs is joined, one that failed is started again, one that
-// succeeded is refused.
+// startBuild starts the Build workflow for in with the one start policy
+// (workflows/start.go): a build of the same ID that runs is joined, one
+// that failed is started again, one that succeeded is refused.
 func startBuild(ctx context.Context, c client.Client, in workflows.BuildRequest, taskQueue string) (client.WorkflowRun, error) {
 	id := workflows.BuildID(in)
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       id,
-		TaskQueue:                taskQueue,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		Memo: map[string]any{
-			workflows.MemoBranch: in.Branch, workflows.MemoCommit: in.Commit,
-			workflows.MemoVersion: in.Version, workflows.MemoFlavourSet: in.FlavourSet,
-		},
-	}, "Build", in)
+	run, err := c.ExecuteWorkflow(ctx, workflows.BuildStartOptions(in, taskQueue), "Build", in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
-		return nil, fmt.Errorf("build %s already succeeded; nothing to do (use another --version to build again)", id)
+		return nil, fmt.Errorf("build %s already succeeded (run %s); nothing to do (use another --version or --commit to build again)", id, started.RunId)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("start build %s: %w", id, err)

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,15 +20,24 @@ func newTriggerCommand(logger *slog.Logger) *cobra.Command {
 		targets     []string
 		taskQueue   string
 		concurrency int
+		timeout     time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "trigger",
 		Short: "Queue a manual build on its branch's queue",
 		Long: `Queue a build on the branch's manual-run queue, the long-lived workflow
 queue/<branch>, starting the queue if needed (SignalWithStart). The queue
-runs builds one at a time (or --concurrency at once), in arrival order, and
-coalesces a request for a build that is pending, running or recently done.
-Without --commit, the branch head is resolved from --repo now.
+runs builds one at a time (or --concurrency at once), in arrival order.
+
+It prints what happened, which follows "How a build flows" in the README:
+  queued build/main/<commit> at position N    added; N-1 pending builds go first
+  coalesced with the pending build X          the same build waits already
+  coalesced with the running build X          the same build runs now
+  build X already succeeded                   nothing queued; it is not rebuilt
+A build that failed, was cancelled or timed out is queued and runs again.
+The queue answers through a Temporal update, so a worker must be running
+(--timeout bounds the wait). Without --commit, the branch head is resolved
+from --repo now.
 
 This replaces Tekton Triggers' EventListener, TriggerBinding and
 TriggerTemplate chain.` + temporalEnvHelp,
@@ -49,11 +61,20 @@ TriggerTemplate chain.` + temporalEnvHelp,
 				return err
 			}
 			defer c.Close()
-			id, err := webhook.QueueStarter{Client: c, TaskQueue: taskQueue, Concurrency: concurrency}.Start(cmd.Context(), in)
-			if err != nil {
-				return fmt.Errorf("signal %s: %w", workflows.QueueID(in.Branch), err)
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			res, err := webhook.QueueStarter{Client: c, TaskQueue: taskQueue, Concurrency: concurrency}.Enqueue(ctx, in)
+			if errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("queue %s did not answer within %v: is a worker running on task queue %s? (kiln worker)", workflows.QueueID(in.Branch), timeout, taskQueue)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "queued %s on %s\nfollow it with: kiln status %s\n", id, workflows.QueueID(in.Branch), id)
+			if err != nil {
+				return fmt.Errorf("queue on %s: %w", workflows.QueueID(in.Branch), err)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "%s on %s\n", res, workflows.QueueID(in.Branch))
+			if res.Outcome != workflows.EnqueueSucceeded {
+				fmt.Fprintf(out, "follow it with: kiln status %s\n", res.BuildID)
+			}
 			return nil
 		},
 	}
@@ -66,5 +87,6 @@ TriggerTemplate chain.` + temporalEnvHelp,
 	f.StringArrayVar(&targets, "target", nil, "build target, repeatable (default build)")
 	f.StringVar(&taskQueue, "task-queue", workflows.TaskQueue, "task queue of the workers")
 	f.IntVar(&concurrency, "concurrency", 1, "builds the queue runs at once, when this starts it")
+	f.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the queue's answer")
 	return cmd
 }

@@ -125,9 +125,10 @@ func startBuild(t *testing.T, queue string, in workflows.BuildRequest) client.Wo
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	run, err := env.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: "build/" + in.Branch + "/" + in.Version, TaskQueue: queue, WorkflowExecutionTimeout: 10 * time.Minute,
-	}, "Build", in)
+	// The one start policy (workflows/start.go), with a deadline for tests.
+	opts := workflows.BuildStartOptions(in, queue)
+	opts.WorkflowExecutionTimeout = 10 * time.Minute
+	run, err := env.client.ExecuteWorkflow(ctx, opts, "Build", in)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,9 +107,10 @@ func startBuildOn(t *testing.T, c client.Client, queue string, in workflows.Buil
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: "build/" + in.Branch + "/" + in.Version, TaskQueue: queue, WorkflowExecutionTimeout: 10 * time.Minute,
-	}, "Build", in)
+	// The one start policy (workflows/start.go), with a deadline for tests.
+	opts := workflows.BuildStartOptions(in, queue)
+	opts.WorkflowExecutionTimeout = 10 * time.Minute
+	run, err := c.ExecuteWorkflow(ctx, opts, "Build", in)
 	if err != nil {
 		t.Fatal(err)
 	}

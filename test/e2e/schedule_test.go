@@ -179,24 +179,73 @@ func waitScheduled(t *testing.T, scheduleID string, n int, match func(workflows.
 	return matched
 }
 
+// TestTriggerQueuesAndCoalesces drives kiln trigger against the real
+// server and worker: it says where a build was queued, that a second
+// trigger was coalesced, that a succeeded build is not queued again, and
+// that a build whose run was terminated is queued and runs again.
 func TestTriggerQueuesAndCoalesces(t *testing.T) {
 	s := newSuite(t)
-	runWorker(t, buildConfig(t, s.ns, ""), s.queue)
+	// Image pods hold until released, so the second trigger finds the
+	// build running and the terminate lands mid-build.
+	runWorker(t, buildConfig(t, s.ns, `    labels: {kiln.test/outcome: hold}`), s.queue)
 	repo, commit := gitRepo(t)
 	head := commit()
 	branch := "main" // the repository's branch; build IDs carry the commit
 	args := []string{"trigger", "--repo", repo, "--branch", branch, "--flavour-set", "testing", "--task-queue", s.queue}
+	id := "build/main/" + head
 	out := kilnCLI(t, args...)
-	if !strings.Contains(out, "queued build/main/"+head+" on queue/main") {
+	if !strings.Contains(out, "queued "+id+" at position 1 on queue/main") {
 		t.Fatalf("trigger:\n%s", out)
 	}
-	kilnCLI(t, args...) // the same commit again: coalesced
-	waitBuild(t, "build/main/"+head)
-	ctx := context.Background()
+	if out := kilnCLI(t, args...); !strings.Contains(out, "coalesced with the ") || !strings.Contains(out, id) {
+		t.Errorf("second trigger:\n%s\nwant coalesced with %s", out, id)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	releaseAll(ctx, t, s.ns, id)
+	waitBuild(t, id) // until it ends, and it must succeed
 	// The queue learns of the build's end just after the build ends.
-	var q workflows.QueueState
+	q := waitQueueIdle(t, branch)
 	n := 0
-	_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+	for _, d := range q.Done {
+		if d.ID == id && d.State == "Succeeded" {
+			n++
+		}
+	}
+	if n != 1 || len(q.Pending) != 0 {
+		t.Errorf("queue = %+v, want %s done once", q, id)
+	}
+	if out := kilnCLI(t, args...); !strings.Contains(out, "build "+id+" already succeeded") {
+		t.Errorf("trigger of a succeeded build:\n%s", out)
+	}
+
+	// A build whose run is terminated runs again on the next trigger.
+	next := commit()
+	nid := "build/main/" + next
+	kilnCLI(t, args...)
+	waitImageRuns(t, s.ns, nid, 1)
+	if err := env.client.TerminateWorkflow(ctx, nid, "", "e2e: stop it"); err != nil {
+		t.Fatal(err)
+	}
+	releaseAll(ctx, t, s.ns, nid)
+	waitQueueIdle(t, branch)
+	out = kilnCLI(t, args...)
+	if !strings.Contains(out, "queued "+nid+" at position 1") || !strings.Contains(out, "it was terminated before and runs again") {
+		t.Errorf("trigger after terminate:\n%s", out)
+	}
+	if err := env.client.GetWorkflow(ctx, nid, "").Get(ctx, nil); err != nil {
+		t.Errorf("the re-triggered build %s: %v", nid, err)
+	}
+	if err := env.client.TerminateWorkflow(ctx, workflows.QueueID(branch), "", "test done"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitQueueIdle waits until the branch's queue runs nothing.
+func waitQueueIdle(t *testing.T, branch string) workflows.QueueState {
+	t.Helper()
+	var q workflows.QueueState
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		v, err := env.client.QueryWorkflow(ctx, workflows.QueueID(branch), "", workflows.QueryQueue)
 		if err != nil {
 			return false, nil
@@ -204,18 +253,10 @@ func TestTriggerQueuesAndCoalesces(t *testing.T) {
 		if err := v.Get(&q); err != nil {
 			return false, err
 		}
-		n = 0
-		for _, d := range q.Done {
-			if d == "build/main/"+head {
-				n++
-			}
-		}
 		return len(q.Running) == 0, nil
 	})
-	if n != 1 || len(q.Pending) != 0 {
-		t.Errorf("queue = %+v, want build/main/%s done once", q, head)
+	if err != nil {
+		t.Fatalf("queue %s still runs %v: %v", branch, q.Running, err)
 	}
-	if err := env.client.TerminateWorkflow(ctx, workflows.QueueID(branch), "", "test done"); err != nil {
-		t.Fatal(err)
-	}
+	return q
 }

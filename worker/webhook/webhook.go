@@ -24,6 +24,8 @@ import (
 	"path"
 	"strings"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/kiln-build/kiln/workflows"
@@ -243,8 +245,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(map[string]string{"workflowId": id})
 }
 
-// QueueStarter queues builds on their branch's Queue workflow with
-// SignalWithStart; kiln trigger and kiln webhook both use it.
+// QueueStarter queues builds on their branch's Queue workflow: Start with
+// SignalWithStart (the webhook: a signal is durable while no worker runs),
+// Enqueue with UpdateWithStart (kiln trigger: the queue answers what it did).
 type QueueStarter struct {
 	Client    client.Client
 	TaskQueue string
@@ -263,4 +266,51 @@ func (q QueueStarter) Start(ctx context.Context, in workflows.BuildRequest) (str
 		return "", err
 	}
 	return workflows.BuildID(in), nil
+}
+
+// Enqueue queues in on queue/<branch>, starting the queue if needed, and
+// says what happened: queued at a position, coalesced with the pending or
+// running build, or not queued because the build already succeeded. A
+// build that runs or succeeded outside the queue (kiln run) is answered
+// from its own execution; every other case is the queue's answer. It needs
+// a worker to answer; ctx bounds the wait.
+func (q QueueStarter) Enqueue(ctx context.Context, in workflows.BuildRequest) (workflows.EnqueueResult, error) {
+	id := workflows.BuildID(in)
+	d, err := q.Client.DescribeWorkflowExecution(ctx, id, "")
+	var notFound *serviceerror.NotFound
+	last := ""
+	switch {
+	case errors.As(err, &notFound):
+	case err != nil:
+		return workflows.EnqueueResult{}, fmt.Errorf("look up build %s: %w", id, err)
+	default:
+		info := d.GetWorkflowExecutionInfo()
+		run := info.GetExecution().GetRunId()
+		switch info.GetStatus() {
+		case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+			return workflows.EnqueueResult{BuildID: id, Outcome: workflows.EnqueueRunning, RunID: run}, nil
+		case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+			return workflows.EnqueueResult{BuildID: id, Outcome: workflows.EnqueueSucceeded, RunID: run}, nil
+		default:
+			last = strings.TrimPrefix(info.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_")
+		}
+	}
+	qid := workflows.QueueID(in.Branch)
+	start := q.Client.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+		ID: qid, TaskQueue: q.TaskQueue, WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}, "Queue", workflows.QueueInput{Branch: in.Branch, Concurrency: q.Concurrency})
+	h, err := q.Client.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+		StartWorkflowOperation: start,
+		UpdateOptions: client.UpdateWorkflowOptions{
+			UpdateName: workflows.UpdateEnqueue, Args: []any{workflows.EnqueueRequest{Build: in, Last: last}}, WaitForStage: client.WorkflowUpdateStageCompleted,
+		},
+	})
+	if err != nil {
+		return workflows.EnqueueResult{}, err
+	}
+	var res workflows.EnqueueResult
+	if err := h.Get(ctx, &res); err != nil {
+		return workflows.EnqueueResult{}, err
+	}
+	return res, nil
 }
