@@ -19,6 +19,7 @@ import (
 	"github.com/kiln-build/kiln/activities/local"
 	"github.com/kiln-build/kiln/activities/notify"
 	"github.com/kiln-build/kiln/activities/tekton"
+	"github.com/kiln-build/kiln/internal/strictyaml"
 	"github.com/kiln-build/kiln/workflows"
 	"github.com/kiln-build/kiln/workflows/flavour"
 )
@@ -240,15 +241,21 @@ type PhaseConfig struct {
 // Duration is a time.Duration written as "90s", "1h30m".
 type Duration struct{ time.Duration }
 
-// UnmarshalJSON reads a Go duration string.
+// UnmarshalJSON reads a Go duration string. Its errors say what is
+// wanted; the config's decoder adds the field path and line.
 func (d *Duration) UnmarshalJSON(b []byte) error {
+	const want = "want a duration like 90s, 10m or 1h30m (units ns, us, ms, s, m, h)"
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a duration such as \"90s\" or \"1h\", got %s", b)
+		var n json.Number
+		if json.Unmarshal(b, &n) == nil {
+			return fmt.Errorf("%s, got %s: a number needs its unit", want, b)
+		}
+		return fmt.Errorf("%s, got %s", want, b)
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s, got %q", want, s)
 	}
 	d.Duration = v
 	return nil
@@ -257,17 +264,21 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // MarshalJSON writes the duration as a string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
 
-// LoadConfig reads the config file at path and applies the KILN_*
-// environment overrides from getenv (os.Getenv in main). It does not
-// validate: call Validate.
+// LoadConfig reads the config file at path (YAML, or JSON) and applies the
+// KILN_* environment overrides from getenv (os.Getenv in main). The file is
+// decoded strictly (internal/strictyaml): field names as the json tags
+// write them, case included, each value of its field's type; every
+// problem is reported at once, one line each, as
+// "path:line:column: field.path: what is wrong". It does not validate:
+// call Validate.
 func LoadConfig(path string, getenv func(string) string) (Config, error) {
 	var c Config
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return c, err
 	}
-	if err := yaml.UnmarshalStrict(data, &c); err != nil {
-		return c, fmt.Errorf("%s: %w", path, err)
+	if err := strictyaml.Unmarshal(path, data, &c); err != nil {
+		return c, err
 	}
 	c.dir = filepath.Dir(path)
 	if v := getenv("KILN_NAMESPACE"); v != "" {
@@ -493,9 +504,10 @@ func (c Config) Handles() (map[string]string, error) {
 	if c.Notifications == nil || c.Notifications.Handles == "" {
 		return m, nil
 	}
-	data, err := os.ReadFile(c.path(c.Notifications.Handles))
+	path := c.path(c.Notifications.Handles)
+	data, err := os.ReadFile(path)
 	if err == nil {
-		err = yaml.UnmarshalStrict(data, &m)
+		err = strictyaml.Unmarshal(path, data, &m)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("notifications.handles: %w", err)

@@ -214,9 +214,15 @@ func newConfigCommand() *cobra.Command {
 	validate := &cobra.Command{
 		Use:   "validate",
 		Short: "Check a worker config file and the files it names",
-		Long: `Check a worker config file: every field, the pipeline files it inlines
-(valid tekton.dev/v1), the param templates and the flavour file. Every
-problem is reported at once, with its field path. KILN_* overrides apply.`,
+		Long: `Check a worker config file (YAML or JSON): every field, the pipeline files
+it inlines (valid tekton.dev/v1), the param templates and the flavour file.
+
+The file is read strictly: field names exactly as documented, case
+included, each once, each value of its type. Every mistake is reported at
+once as file:line:column: field.path: what is wrong, an unknown name with
+the nearest known one ("did you mean"). Then what the fields say is
+checked, again every problem at once with its field path. KILN_* overrides
+apply.`,
 		Example: `  kiln config validate -c deploy/kiln.yaml`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
