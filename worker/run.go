@@ -176,6 +176,7 @@ func registerWorkflows(w sdkworker.Registry, pl *plan.Activities) {
 	w.RegisterWorkflowWithOptions(workflows.FlavourBuild, workflow.RegisterOptions{Name: "FlavourBuild"})
 	w.RegisterWorkflowWithOptions(workflows.Scheduled, workflow.RegisterOptions{Name: "Scheduled"})
 	w.RegisterWorkflowWithOptions(workflows.Queue, workflow.RegisterOptions{Name: "Queue"})
+	w.RegisterWorkflowWithOptions(workflows.CheckBuild, workflow.RegisterOptions{Name: "CheckBuild"})
 	w.RegisterWorkflowWithOptions(workflows.PublishFlavour, workflow.RegisterOptions{Name: "PublishFlavour"})
 	w.RegisterActivityWithOptions(pl.Plan, activity.RegisterOptions{Name: workflows.ActivityPlan})
 	w.RegisterActivityWithOptions(git.Activities{}.ResolveHead, activity.RegisterOptions{Name: workflows.ActivityResolveHead})

@@ -142,31 +142,27 @@ type build struct {
 }
 
 func (b *build) run(ctx workflow.Context) error {
-	planIn := PlanRequest{FlavourSet: b.in.FlavourSet, Flavours: b.in.Flavours}
-	retry := &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 10}
 	var planned workflow.Future
 	if workflow.GetVersion(ctx, changePlanLocal, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		planned = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			StartToCloseTimeout: time.Minute, RetryPolicy: retry,
-		}), ActivityPlan, planIn)
+			StartToCloseTimeout: time.Minute,
+			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 10},
+		}), ActivityPlan, PlanRequest{FlavourSet: b.in.FlavourSet, Flavours: b.in.Flavours})
 	} else {
-		// Plan reads only the worker's configuration: a local activity
-		// costs no task-queue round trip, and its result is recorded all
-		// the same.
-		planned = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-			StartToCloseTimeout: 10 * time.Second, RetryPolicy: retry,
-		}), ActivityPlan, planIn)
+		planned = planBuild(ctx, b.in)
 	}
 	if err := planned.Get(ctx, &b.plan); err != nil {
 		return fmt.Errorf("plan: %w", err)
 	}
-	if len(b.plan.Flavours) == 0 {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("flavour set %q has no buildable flavours", b.in.FlavourSet), ErrTypeInvalidRequest, nil)
-	}
 	if workflow.GetVersion(ctx, changeCheckTargets, workflow.DefaultVersion, 1) == 1 {
-		if err := b.plan.checkTargets(b.in); err != nil {
-			return temporal.NewNonRetryableApplicationError("invalid build request: "+err.Error(), ErrTypeInvalidRequest, nil)
+		// The same check kiln run and kiln trigger ask for (CheckBuild)
+		// before they start a build; this one catches the webhook's and
+		// the nightly's requests, and the build still notifies.
+		if err := b.plan.checkRequest(b.in); err != nil {
+			return invalidRequest(err)
 		}
+	} else if len(b.plan.Flavours) == 0 {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("flavour set %q has no buildable flavours", b.in.FlavourSet), ErrTypeInvalidRequest, nil)
 	}
 	b.results = map[string]map[string]string{}
 	b.flavourResults = map[string]FlavourResult{}

@@ -3,6 +3,7 @@ package workflows_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,8 +14,10 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/kiln-build/kiln/activities/notify"
+	"github.com/kiln-build/kiln/activities/plan"
 	"github.com/kiln-build/kiln/activities/tekton"
 	"github.com/kiln-build/kiln/workflows"
+	"github.com/kiln-build/kiln/workflows/flavour"
 )
 
 // notifications records the NotifyBuild activities a build schedules.
@@ -212,5 +215,39 @@ func TestNotificationCarriesTheRunID(t *testing.T) {
 	defer n.mu.Unlock()
 	if len(n.runIDs) != 1 || n.runIDs[0] == "" || n.runIDs[0] != n.runs[0] {
 		t.Errorf("requests' run IDs %q, want exactly one, the workflow's run ID %q", n.runIDs, n.runs)
+	}
+}
+
+// TestUnknownFlavourSetFailsOnceAndNotifies: a request the webhook or a
+// nightly sends with a flavour set the worker's file lacks fails the build
+// at once, non-retryably, with one message that names the sets there are,
+// and the failure is mailed like any other.
+func TestUnknownFlavourSetFailsOnceAndNotifies(t *testing.T) {
+	file, err := flavour.Parse([]byte("targets:\n- name: kvm\n  category: x\n  flavors:\n  - features: [gardener]\n    arch: amd64\n    build: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s testsuite.WorkflowTestSuite
+	s.SetLogger(quietLogger)
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflow(workflows.Build)
+	p := testPlan(1)
+	p.Notify = true
+	env.RegisterActivityWithOptions(plan.New(p, file).Plan, activity.RegisterOptions{Name: workflows.ActivityPlan})
+	n := &notifications{}
+	n.register(env)
+	in := request(nil)
+	in.FlavourSet = "nightlyy"
+	env.ExecuteWorkflow(workflows.Build, in)
+	err = env.GetWorkflowError()
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != workflows.ErrTypeInvalidRequest || !appErr.NonRetryable() {
+		t.Fatalf("build error = %v, want a non-retryable %s", err, workflows.ErrTypeInvalidRequest)
+	}
+	if msg := appErr.Error(); !strings.Contains(msg, `flavour set "nightlyy" not found; the file has all`) || strings.Count(msg, "not found") != 1 {
+		t.Errorf("message = %q, want it once, naming the sets", msg)
+	}
+	if !slices.Equal(n.events, []string{workflows.EventFailed}) {
+		t.Errorf("notifications = %v, want one Failed", n.events)
 	}
 }

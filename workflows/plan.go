@@ -80,6 +80,9 @@ type Plan struct {
 	Parallelism int `json:"parallelism,omitempty"`
 	// Flavours are the request's flavours, expanded.
 	Flavours []flavour.Flavour `json:"flavours"`
+	// Problem is what the plan found wrong with the request (an unknown
+	// flavour set), so that the build fails naming it, and still notifies.
+	Problem string `json:"problem,omitempty"`
 	// DashboardURL is the Tekton Dashboard link template, if any.
 	DashboardURL string `json:"dashboardURL,omitempty"`
 	// HeartbeatTimeout is how long a RunPipeline attempt may go without a

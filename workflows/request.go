@@ -86,6 +86,9 @@ type BuildRequest struct {
 	// Params are free-form values for the pipelines' param templates, as
 	// {{.Params.name}}.
 	Params map[string]string `json:"params,omitempty"`
+	// AllowUnusedParams passes params that no pipeline template uses;
+	// without it such a param is refused, since it is most often a typo.
+	AllowUnusedParams bool `json:"allowUnusedParams,omitempty"`
 }
 
 // Has reports whether the request includes target t.

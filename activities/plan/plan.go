@@ -8,15 +8,9 @@ import (
 	"fmt"
 	"slices"
 
-	"go.temporal.io/sdk/temporal"
-
 	"github.com/kiln-build/kiln/workflows"
 	"github.com/kiln-build/kiln/workflows/flavour"
 )
-
-// ErrTypeUnknownFlavourSet: the request names a flavour set the worker's
-// flavour file does not have.
-const ErrTypeUnknownFlavourSet = "UnknownFlavourSet"
 
 // Activities hold the worker's validated plan template and flavour file.
 type Activities struct {
@@ -42,12 +36,16 @@ func (a *Activities) Plan(_ context.Context, in workflows.PlanRequest) (workflow
 		p.Flavours = slices.Clone(in.Flavours)
 		return p, nil
 	}
+	// A request's problem is the plan's answer, not the activity's
+	// failure: the build then fails naming it, and still notifies.
 	if a.flavours == nil {
-		return p, temporal.NewNonRetryableApplicationError("the request names no flavours and the worker has no flavours file (config: flavours)", ErrTypeUnknownFlavourSet, nil)
+		p.Problem = "flavourSet: the request names no flavours and the worker has no flavours file (config: flavours)"
+		return p, nil
 	}
 	set, err := a.flavours.Set(in.FlavourSet)
 	if err != nil {
-		return p, temporal.NewNonRetryableApplicationError(fmt.Sprintf("flavourSet: %v", err), ErrTypeUnknownFlavourSet, nil)
+		p.Problem = fmt.Sprintf("flavourSet: %v", err)
+		return p, nil
 	}
 	p.Flavours = flavour.Buildable(set)
 	return p, nil

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"golang.org/x/term"
 	"sigs.k8s.io/yaml"
 
@@ -26,12 +27,13 @@ import (
 
 func newRunCommand(logger *slog.Logger) *cobra.Command {
 	var (
-		in         workflows.BuildRequest
-		targets    []string
-		params     []string
-		taskQueue  string
-		wait       bool
-		pollPeriod time.Duration
+		in           workflows.BuildRequest
+		targets      []string
+		params       []string
+		taskQueue    string
+		wait         bool
+		pollPeriod   time.Duration
+		checkTimeout time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -47,7 +49,14 @@ and freeze-version (need build, manifest); release (needs build, manifest,
 freeze-version). A missing prerequisite is rejected before anything runs.
 
 With --wait, kiln prints each phase's and flavour's progress as it changes
-and exits non-zero if the build fails.` + temporalEnvHelp,
+and exits non-zero if the build fails.
+
+Before it starts anything, kiln run asks a worker to plan the request
+exactly as the build would (the CheckBuild workflow) and refuses it, naming
+every problem, when the flavour set is unknown (listing the sets that
+exist), a --param is used by no pipeline template (listing the ones that
+are; --allow-unused-params passes it anyway), or a target has nothing to
+serve it. --check-timeout bounds that wait; 0 skips the check.` + temporalEnvHelp,
 		Example: `  kiln run --repo https://github.com/gardenlinux/gardenlinux --branch main \
       --commit 4f1c2e9d8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e --version 1443.3 --flavour-set all --target build --target tests --wait
   kiln run --repo https://github.com/gardenlinux/gardenlinux --branch main --commit 4f1c2e9d8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e \
@@ -74,6 +83,9 @@ and exits non-zero if the build fails.` + temporalEnvHelp,
 			}
 			defer c.Close()
 			ctx := cmd.Context()
+			if _, err := checkBuild(ctx, c, in, taskQueue, checkTimeout); err != nil {
+				return err
+			}
 			run, err := startBuild(ctx, c, in, taskQueue)
 			if err != nil {
 				return err
@@ -98,6 +110,8 @@ and exits non-zero if the build fails.` + temporalEnvHelp,
 	f.StringArrayVar(&in.Recipients.Only, "only", nil, "notify only this address, repeatable")
 	f.StringArrayVar(&in.Recipients.Additional, "additional", nil, "also notify this address, repeatable")
 	f.StringArrayVar(&params, "param", nil, "name=value for the pipelines' {{.Params.name}}, repeatable")
+	f.BoolVar(&in.AllowUnusedParams, "allow-unused-params", false, "pass a --param that no pipeline template uses (refused by default: it is most often a typo)")
+	f.DurationVar(&checkTimeout, "check-timeout", 30*time.Second, "how long to wait for a worker to check the request before anything starts; 0 skips the check")
 	f.StringVar(&in.OnFailure, "on-failure", "", "fail, or wait for an operator (kiln retry) when a phase or flavour has used its attempts (default: the worker's config)")
 	f.StringVar(&taskQueue, "task-queue", workflows.TaskQueue, "task queue of the workers")
 	f.BoolVarP(&wait, "wait", "w", false, "follow the build's progress and exit non-zero if it fails")
@@ -116,6 +130,35 @@ func checkCommit(commit string) error {
 		return fmt.Errorf("--commit %q: want the commit's hash, at least 8 hex digits (the full 40 is best: git rev-parse HEAD)", commit)
 	}
 	return nil
+}
+
+// checkBuild asks a worker on taskQueue to plan and check in (the
+// CheckBuild workflow), so a bad request is refused before a Build starts.
+// timeout 0 skips the check.
+func checkBuild(ctx context.Context, c client.Client, in workflows.BuildRequest, taskQueue string, timeout time.Duration) (workflows.CheckResult, error) {
+	var res workflows.CheckResult
+	if timeout <= 0 {
+		return res, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		TaskQueue: taskQueue, WorkflowExecutionTimeout: timeout,
+	}, "CheckBuild", in)
+	if err == nil {
+		err = run.Get(ctx, &res)
+	}
+	var app *temporal.ApplicationError
+	var timedOut *temporal.TimeoutError
+	switch {
+	case err == nil:
+		return res, nil
+	case errors.As(err, &app) && app.Type() == workflows.ErrTypeInvalidRequest:
+		return res, errors.New(app.Message())
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &timedOut):
+		return res, fmt.Errorf("no worker checked the request within %v on task queue %s: is a worker running? (kiln worker; --check-timeout 0 starts the build unchecked)", timeout, taskQueue)
+	}
+	return res, fmt.Errorf("check the request: %w", err)
 }
 
 // startBuild starts the Build workflow for in with the one start policy

@@ -35,6 +35,8 @@ It prints what happened, which follows "How a build flows" in the README:
   coalesced with the running build X          the same build runs now
   build X already succeeded                   nothing queued; it is not rebuilt
 A build that failed, was cancelled or timed out is queued and runs again.
+Like kiln run, it first asks a worker to check the request (an unknown
+flavour set is refused, naming the sets that exist).
 The queue answers through a Temporal update, so a worker must be running
 (--timeout bounds the wait). Without --commit, the branch head is resolved
 from --repo now.
@@ -61,6 +63,9 @@ TriggerTemplate chain.` + temporalEnvHelp,
 				return err
 			}
 			defer c.Close()
+			if _, err := checkBuild(cmd.Context(), c, in, taskQueue, timeout); err != nil {
+				return err
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			res, err := webhook.QueueStarter{Client: c, TaskQueue: taskQueue, Concurrency: concurrency}.Enqueue(ctx, in)
