@@ -314,8 +314,22 @@ func artifactURIs(bucket string, files []storage.File) map[string]string {
 }
 
 // manifestSet writes the build's manifest set, listing every flavour's
-// manifest.
+// manifest. When that fails and the build waits on failure, an operator's
+// retry writes the set again (nothing else runs again), and an abort fails
+// the build.
 func (b *build) manifestSet(ctx workflow.Context) error {
+	for {
+		err := b.writeManifestSet(ctx)
+		if err == nil || !b.waitOnFailure(ctx, err) {
+			return err
+		}
+		if d := b.ask(ctx, gate{phase: PhaseManifest}); d.Action != UpdateRetry {
+			return abortError("the manifest set", d, err)
+		}
+	}
+}
+
+func (b *build) writeManifestSet(ctx workflow.Context) error {
 	st := b.state(PhaseManifest)
 	set := storage.ManifestSet{BuildID: b.id, Commit: b.in.Commit, Version: b.in.Version, Manifests: map[string]string{}}
 	for _, fs := range b.progress.Flavours {
@@ -327,7 +341,7 @@ func (b *build) manifestSet(ctx workflow.Context) error {
 		st.State, st.Reason = StateSkipped, "no flavour has a manifest"
 		return nil
 	}
-	st.State, st.Start = StateRunning, workflow.Now(ctx)
+	st.State, st.Start, st.Error = StateRunning, workflow.Now(ctx), ""
 	var s *storage.Activities
 	var key string
 	err := workflow.ExecuteActivity(storageCtx(ctx, b.plan.HeartbeatTimeout), s.PutManifestSet, set).Get(ctx, &key)

@@ -37,6 +37,10 @@ type store struct {
 	release, requirements map[string]string
 	// beforeArchive, if set, runs (unlocked) before an archive answers.
 	beforeArchive func(path string) error
+	// failSets and failPublished are the numbers of PutManifestSet and
+	// SetPublished calls to refuse (permanently, as S3 refuses access).
+	failSets, failPublished int
+	setCalls                int
 }
 
 func newStore() *store {
@@ -98,6 +102,11 @@ func (s *store) register(env *testsuite.TestWorkflowEnvironment) {
 	reg(env, "PutManifestSet", func(_ context.Context, set storage.ManifestSet) (string, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		s.setCalls++
+		if s.failSets > 0 {
+			s.failSets--
+			return "", temporal.NewNonRetryableApplicationError("put manifest set: AccessDenied", storage.ErrTypeAccessDenied, nil)
+		}
 		key := storage.ManifestSetKey("", set.Version, set.Commit)
 		s.sets[key] = set
 		return key, nil
@@ -105,6 +114,10 @@ func (s *store) register(env *testsuite.TestWorkflowEnvironment) {
 	reg(env, "SetPublished", func(_ context.Context, in storage.SetPublishedRequest) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		if s.failPublished > 0 {
+			s.failPublished--
+			return temporal.NewNonRetryableApplicationError("set published: AccessDenied", storage.ErrTypeAccessDenied, nil)
+		}
 		m, ok := s.manifests[in.Key]
 		if !ok {
 			return temporal.NewNonRetryableApplicationError("no manifest "+in.Key, storage.ErrTypeArtifactMissing, nil)

@@ -405,8 +405,11 @@ func (b *build) runFlavours(ctx workflow.Context, idx []int, round int) {
 	wg.Wait(ctx)
 }
 
-// publish runs the publish pipeline of every platform that has a
-// publishable flavour, one after another in platform order.
+// publish publishes the build: with storage, every flavour on its own
+// (publishFlavours); otherwise it runs the publish pipeline of every
+// platform that has a publishable flavour, all at once (one after another
+// in the oldest histories), under the resume gate when the build waits on
+// failure.
 func (b *build) publish(ctx workflow.Context) error {
 	if !b.in.Has(TargetPublish) {
 		b.skip(PhasePublish, "target publish not requested")
@@ -435,50 +438,88 @@ func (b *build) publish(ctx workflow.Context) error {
 	for _, p := range platforms { // one entry per platform, before pointers are taken
 		b.state(PhasePublish + "/" + p).State = StatePending
 	}
-	publishOne := func(ctx workflow.Context, p string) error {
+	publishOne := func(ctx workflow.Context, p string, round int) error {
 		_, err := runPhase(ctx, b.state(PhasePublish+"/"+p), phaseRun{
-			cfg: b.plan.Publish[p], namespace: b.plan.Namespace, key: b.id + "/" + PhasePublish + "/" + p,
+			cfg: b.plan.Publish[p], namespace: b.plan.Namespace, key: roundKey(b.id+"/"+PhasePublish+"/"+p, round),
 			labels: map[string]string{labelBuild: labelValue(b.id), labelPhase: PhasePublish, labelPlatform: p},
 			data:   b.data(first[p], p), plan: &b.plan,
 			bg: b.bg, state: func() *PhaseState { return b.state(PhasePublish + "/" + p) },
 		})
 		return err
 	}
-	var errs []error
 	if workflow.GetVersion(ctx, changePublishParallel, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		var err error
 		for _, p := range platforms {
-			if err := publishOne(ctx, p); err != nil {
-				errs = append(errs, err)
+			if err = publishOne(ctx, p, 1); err != nil {
 				break
 			}
 		}
-	} else {
-		// Platforms are independent: publish them all at once, and let one
-		// platform's failure not stop the others.
+		st = b.state(PhasePublish)
+		st.End = workflow.Now(ctx)
+		if err != nil {
+			st.State, st.Error = StateFailed, rootMessage(err)
+			return err
+		}
+		st.State = StateSucceeded
+		return nil
+	}
+	// Platforms are independent: publish them all at once, and let one
+	// platform's failure not stop the others. A build that waits on
+	// failure asks the operator: retry the failed platforms (or one),
+	// skip one (not in a release), or abort.
+	errs := map[string]error{}
+	todo := platforms
+	var skipped []string
+	for round := 1; ; round++ {
 		wg := workflow.NewWaitGroup(ctx)
-		perr := make([]error, len(platforms))
-		for i, p := range platforms {
+		for _, p := range todo {
 			wg.Add(1)
 			workflow.Go(ctx, func(ctx workflow.Context) {
 				defer wg.Done()
-				perr[i] = publishOne(ctx, p)
+				errs[p] = publishOne(ctx, p, round)
 			})
 		}
 		wg.Wait(ctx)
-		for _, err := range perr {
-			if err != nil {
-				errs = append(errs, err)
+		var failed []string
+		for _, p := range platforms {
+			if errs[p] != nil {
+				failed = append(failed, p)
 			}
 		}
+		st = b.state(PhasePublish)
+		st.End = workflow.Now(ctx)
+		if len(failed) == 0 {
+			st.State, st.Error = StateSucceeded, ""
+			if len(skipped) > 0 {
+				st.Reason = "skipped by an operator: " + strings.Join(skipped, ", ")
+			}
+			return nil
+		}
+		err := errs[failed[0]]
+		st.State, st.Error = StateFailed, rootMessage(err)
+		if !b.waitOnFailure(ctx, err) {
+			return err
+		}
+		d := b.ask(ctx, gate{phase: PhasePublish, failed: failed, kind: KindPlatform, canSkip: !b.in.Has(TargetRelease)})
+		todo = nil
+		switch d.Action {
+		case UpdateSkip:
+			ps := b.state(PhasePublish + "/" + d.Platform)
+			ps.State, ps.Error = StateSkipped, "skipped by "+d.By+" after: "+ps.Error
+			delete(errs, d.Platform)
+			skipped = append(skipped, d.Platform)
+		case UpdateRetry:
+			for _, p := range failed {
+				if d.Platform == "" || p == d.Platform {
+					todo = append(todo, p)
+				}
+			}
+			st = b.state(PhasePublish)
+			st.State, st.Error = StateRunning, ""
+		default:
+			return abortError("publishing of "+strings.Join(failed, ", "), d, err)
+		}
 	}
-	st = b.state(PhasePublish)
-	st.End = workflow.Now(ctx)
-	if len(errs) > 0 {
-		st.State, st.Error = StateFailed, rootMessage(errs[0])
-		return errs[0]
-	}
-	st.State = StateSucceeded
-	return nil
 }
 
 // Labels kiln puts on a build's PipelineRuns, besides tekton's own.

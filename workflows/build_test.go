@@ -73,6 +73,9 @@ type recorder struct {
 	override func(context.Context, tekton.PipelineRunRequest) (tekton.PipelineRunResult, error)
 	// cancelHook, if set, answers CancelPipelineRun.
 	cancelHook func(context.Context, tekton.CancelRequest) error
+	// children are the workflow IDs of the child workflows a test's
+	// wrappers saw start.
+	children []string
 }
 
 func (r *recorder) cancelRun(ctx context.Context, in tekton.CancelRequest) error {

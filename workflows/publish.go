@@ -36,13 +36,23 @@ type PublishInput struct {
 	Manifest string                       `json:"manifest"`
 	Files    []storage.File               `json:"files"`
 	Results  map[string]map[string]string `json:"results,omitempty"`
+	// Round is the operator's retry round; 0 or 1 is the first run. A
+	// retry's PipelineRun keys and AWS client tokens are its own.
+	Round int `json:"round,omitempty"`
+	// Images, on a retry, are what the failed round published but could
+	// not record in the manifest: the retry records them and publishes
+	// nothing again.
+	Images map[string]any `json:"images,omitempty"`
+	// Undo, on a retry, is the failed round's AWS compensation that did
+	// not finish: the retry finishes it before it publishes anything.
+	Undo *Compensation `json:"undo,omitempty"`
 }
 
 // PublishResult is a flavour's publishing outcome.
 type PublishResult struct {
 	Phase PhaseState `json:"phase"`
 	// Images is the platform's published-image metadata, as written into
-	// the manifest.
+	// the manifest; also on a failure to write it.
 	Images map[string]any `json:"images,omitempty"`
 	// Compensation is what a failed AWS publish removed again.
 	Compensation *Compensation `json:"compensation,omitempty"`
@@ -54,22 +64,23 @@ type Compensation struct {
 	Deregistered     []publish.RegionImage    `json:"deregistered,omitempty"`
 	DeletedSnapshots []publish.RegionSnapshot `json:"deletedSnapshots,omitempty"`
 	Error            string                   `json:"error,omitempty"`
+	// Key and Regions are what the undo looked for: the images and
+	// snapshots tagged with the key in those regions.
+	Key     string   `json:"key,omitempty"`
+	Regions []string `json:"regions,omitempty"`
 }
 
 // publishFlavours publishes every built, publishable flavour on its
 // platform, each in its own PublishFlavour child, at most Parallelism at
-// once, and fails at the end naming the flavours that failed.
+// once, and fails at the end naming the flavours that failed. A build that
+// waits on failure asks the operator instead: a retry publishes the failed
+// flavours (or the one named) again in fresh children, a skip leaves one
+// unpublished (not in a release), an abort fails the build.
 func (b *build) publishFlavours(ctx workflow.Context) error {
 	st := b.state(PhasePublish)
 	st.State, st.Start = StateRunning, workflow.Now(ctx)
-	limit := b.plan.Parallelism
-	if limit <= 0 {
-		limit = 4
-	}
-	sem := workflow.NewBufferedChannel(ctx, limit)
-	wg := workflow.NewWaitGroup(ctx)
-	var failed []string
-	published := 0
+	var todo []int
+	phase := map[int]int{} // flavour index → index of its publish phase
 	for i, f := range b.plan.Flavours {
 		fs := &b.progress.Flavours[i]
 		res := b.flavourResults[f.Name()]
@@ -89,36 +100,128 @@ func (b *build) publishFlavours(ctx workflow.Context) error {
 			skip = "promoted to the release bucket only (publishing.s3Only)"
 		}
 		fs.Phases = append(fs.Phases, PhaseState{Name: PhasePublish})
-		ps := len(fs.Phases) - 1
+		phase[i] = len(fs.Phases) - 1
 		if skip != "" {
-			fs.Phases[ps].State, fs.Phases[ps].Reason = StateSkipped, skip
+			fs.Phases[phase[i]].State, fs.Phases[phase[i]].Reason = StateSkipped, skip
 			continue
 		}
-		published++
+		todo = append(todo, i)
+	}
+	last := map[string]PublishResult{} // each flavour's last outcome
+	b.runPublishes(ctx, todo, phase, 1, last)
+	var skipped []string
+	for round := 2; ; round++ {
+		st.End = workflow.Now(ctx)
+		if ctx.Err() != nil {
+			st.State = StateCancelled
+			return temporal.NewCanceledError()
+		}
+		var failed []string
+		var failedIdx []int
+		for _, i := range todo {
+			if b.progress.Flavours[i].Phases[phase[i]].State == StateFailed {
+				failed = append(failed, b.plan.Flavours[i].Name())
+				failedIdx = append(failedIdx, i)
+			}
+		}
+		if len(failed) == 0 {
+			break
+		}
+		st.State = StateFailed
+		st.Error = fmt.Sprintf("%d of %d flavours failed to publish: %s", len(failed), len(todo), strings.Join(failed, ", "))
+		err := temporal.NewNonRetryableApplicationError(st.Error, ErrTypePublishFailed, nil, failed)
+		if !b.waitOnFailure(ctx, err) {
+			return err
+		}
+		d := b.ask(ctx, gate{phase: PhasePublish, failed: failed, kind: KindFlavour, canSkip: !b.in.Has(TargetRelease)})
+		switch d.Action {
+		case UpdateSkip:
+			for _, i := range failedIdx {
+				if b.plan.Flavours[i].Name() == d.Flavour {
+					ph := &b.progress.Flavours[i].Phases[phase[i]]
+					ph.State, ph.Error = StateSkipped, "skipped by "+d.By+" after: "+ph.Error
+					skipped = append(skipped, d.Flavour)
+				}
+			}
+		case UpdateRetry:
+			var again []int
+			for _, i := range failedIdx {
+				if d.Flavour == "" || b.plan.Flavours[i].Name() == d.Flavour {
+					again = append(again, i)
+				}
+			}
+			st.State, st.Error = StateRunning, ""
+			b.runPublishes(ctx, again, phase, round, last)
+		default:
+			return abortError("publishing of "+strings.Join(failed, ", "), d, err)
+		}
+	}
+	published := len(todo) - len(skipped)
+	switch {
+	case len(todo) == 0:
+		st.State, st.Reason = StateSkipped, "nothing to publish"
+	case len(skipped) > 0:
+		st.State, st.Error = StateSucceeded, ""
+		st.Reason = fmt.Sprintf("%d flavours published; skipped by an operator: %s", published, strings.Join(skipped, ", "))
+	default:
+		st.State, st.Error = StateSucceeded, ""
+		st.Reason = fmt.Sprintf("%d flavours published", published)
+	}
+	return nil
+}
+
+// runPublishes publishes the flavours at the given indexes, each in a
+// PublishFlavour child, at most Parallelism at once, and records their
+// outcomes in their publish phases and in last. Round 1 is the first run;
+// later rounds are an operator's retries, with their own child workflow
+// IDs and PipelineRun keys. A retry starts only after the round before has
+// ended, and so after a failed AWS publish's compensation: the child
+// returns only once it has undone what it created, and a compensation
+// that failed is finished by the retry before it publishes anything.
+func (b *build) runPublishes(ctx workflow.Context, idx []int, phase map[int]int, round int, last map[string]PublishResult) {
+	limit := b.plan.Parallelism
+	if limit <= 0 {
+		limit = 4
+	}
+	sem := workflow.NewBufferedChannel(ctx, limit)
+	wg := workflow.NewWaitGroup(ctx)
+	for _, i := range idx {
+		f := b.plan.Flavours[i]
+		res := b.flavourResults[f.Name()]
+		in := PublishInput{
+			BuildID: b.id, Request: b.in, Plan: b.plan, Flavour: f,
+			Base: res.Base, Manifest: res.Manifest, Files: res.Files, Results: b.results, Round: round,
+		}
+		if prev, ok := last[f.Name()]; ok {
+			// What the failed round left for this one: images published
+			// but not recorded, or an undo that did not finish.
+			in.Images = prev.Images
+			if c := prev.Compensation; c != nil && c.State != StateSucceeded {
+				in.Undo = c
+			}
+		}
 		wg.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer wg.Done()
 			sem.Send(ctx, struct{}{})
 			defer sem.ReceiveAsync(nil)
-			phase := &b.progress.Flavours[i].Phases[ps]
+			phase := &b.progress.Flavours[i].Phases[phase[i]]
 			if ctx.Err() != nil {
 				phase.State = StateCancelled
 				return
 			}
-			phase.State, phase.Start = StateRunning, workflow.Now(ctx)
+			*phase = PhaseState{Name: PhasePublish, State: StateRunning, Start: workflow.Now(ctx)}
 			cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-				WorkflowID:          b.id + "/publish/" + f.Name(),
+				WorkflowID:          roundKey(b.id+"/publish/"+f.Name(), round),
 				WaitForCancellation: true,
 			})
 			var out PublishResult
-			err := workflow.ExecuteChildWorkflow(cctx, PublishFlavour, PublishInput{
-				BuildID: b.id, Request: b.in, Plan: b.plan, Flavour: f,
-				Base: res.Base, Manifest: res.Manifest, Files: res.Files, Results: b.results,
-			}).Get(ctx, &out)
+			err := workflow.ExecuteChildWorkflow(cctx, PublishFlavour, in).Get(ctx, &out)
 			var appErr *temporal.ApplicationError
 			if errors.As(err, &appErr) && appErr.HasDetails() {
 				_ = appErr.Details(&out)
 			}
+			last[f.Name()] = out
 			*phase = out.Phase
 			if phase.Name == "" { // the child never ran
 				phase.Name, phase.Start = PhasePublish, workflow.Now(ctx)
@@ -132,28 +235,11 @@ func (b *build) publishFlavours(ctx workflow.Context) error {
 				if phase.Error == "" {
 					phase.Error = rootMessage(err)
 				}
-				failed = append(failed, f.Name())
 			}
 			phase.End = workflow.Now(ctx)
 		})
 	}
 	wg.Wait(ctx)
-	st.End = workflow.Now(ctx)
-	switch {
-	case ctx.Err() != nil:
-		st.State = StateCancelled
-		return temporal.NewCanceledError()
-	case len(failed) > 0:
-		slices.Sort(failed)
-		st.State = StateFailed
-		st.Error = fmt.Sprintf("%d of %d flavours failed to publish: %s", len(failed), published, strings.Join(failed, ", "))
-		return temporal.NewNonRetryableApplicationError(st.Error, ErrTypePublishFailed, nil, failed)
-	case published == 0:
-		st.State, st.Reason = StateSkipped, "nothing to publish"
-	default:
-		st.State, st.Reason = StateSucceeded, fmt.Sprintf("%d flavours published", published)
-	}
-	return nil
 }
 
 // PublishFlavour publishes one flavour's image on its platform — with the
@@ -167,15 +253,19 @@ func PublishFlavour(ctx workflow.Context, in PublishInput) (PublishResult, error
 	}
 	var images map[string]any
 	var err error
-	switch in.Plan.publisher(in.Flavour.Platform) {
-	case "aws":
+	switch {
+	case in.Images != nil:
+		images = in.Images
+		res.Phase.Reason = "published by the round before; recording the images in the manifest"
+	case in.Plan.publisher(in.Flavour.Platform) == "aws":
 		images, err = publishAWS(ctx, in, &res)
-	case "pipeline":
+	case in.Plan.publisher(in.Flavour.Platform) == "pipeline":
 		images, err = publishPipeline(ctx, in, &res)
 	default:
 		err = temporal.NewNonRetryableApplicationError("no publisher for platform "+in.Flavour.Platform, ErrTypeInvalidRequest, nil)
 	}
 	if err == nil {
+		res.Images = images // kept on a failure below, for a retry to record
 		var s *storage.Activities
 		err = workflow.ExecuteActivity(storageCtx(ctx, in.Plan.HeartbeatTimeout), s.SetPublished,
 			storage.SetPublishedRequest{Key: in.Manifest, Images: images}).Get(ctx, nil)
@@ -195,7 +285,6 @@ func PublishFlavour(ctx workflow.Context, in PublishInput) (PublishResult, error
 		}
 		return res, temporal.NewNonRetryableApplicationError(res.Phase.Error, ErrTypePublishFailed, err, res)
 	}
-	res.Images = images
 	res.Phase.State = StateSucceeded
 	return res, nil
 }
@@ -210,7 +299,7 @@ func publishPipeline(ctx workflow.Context, in PublishInput, res *PublishResult) 
 		Artifacts: artifactURIs(in.Plan.Storage.ReleaseBucket, in.Files), Manifest: in.Manifest,
 	}
 	out, err := runPhase(ctx, &res.Phase, phaseRun{
-		cfg: in.Plan.Publish[p], namespace: in.Plan.Namespace, key: in.BuildID + "/" + PhasePublish + "/" + in.Flavour.Name(),
+		cfg: in.Plan.Publish[p], namespace: in.Plan.Namespace, key: roundKey(in.BuildID+"/"+PhasePublish+"/"+in.Flavour.Name(), in.Round),
 		labels: map[string]string{labelBuild: labelValue(in.BuildID), labelPhase: PhasePublish, labelFlavour: labelValue(in.Flavour.Name()), labelPlatform: p},
 		data:   data, plan: &in.Plan,
 	})
@@ -264,9 +353,10 @@ func publishAWS(ctx workflow.Context, in PublishInput, res *PublishResult) (map[
 		bucket = in.Plan.Storage.ReleaseBucket
 	}
 	// A fresh key for each run of this child: a publish that failed and
-	// was compensated starts over with new client tokens when the build
-	// runs again, rather than getting its deleted snapshot back.
-	key := fmt.Sprintf("%s/publish/%s/%d", in.BuildID, in.Flavour.Name(), workflow.GetInfo(ctx).WorkflowStartTime.Unix())
+	// was compensated starts over with new client tokens when an operator
+	// retries it (the round) or the build runs again (the start time),
+	// rather than getting its deleted snapshot back.
+	key := fmt.Sprintf("%s/%d", roundKey(in.BuildID+"/publish/"+in.Flavour.Name(), in.Round), workflow.GetInfo(ctx).WorkflowStartTime.Unix())
 	prefix := cfg.NamePrefix
 	if prefix == "" {
 		prefix = "gardenlinux"
@@ -285,6 +375,19 @@ func publishAWS(ctx workflow.Context, in PublishInput, res *PublishResult) (map[
 	short := awsCtx(ctx, hb, 5*time.Minute)
 	var a *publish.AWS
 	step := func(s string) { res.Phase.Reason = s }
+
+	if u := in.Undo; u != nil && u.Key != "" {
+		// The failed round's undo did not finish: finish it before
+		// anything is created again, so nothing of it is left behind.
+		step("finishing the compensation of the failed round (key " + u.Key + ")")
+		var cr publish.CleanupResult
+		if err := workflow.ExecuteActivity(awsCtx(ctx, hb, 30*time.Minute), a.DeleteImages, publish.CleanupRequest{Key: u.Key, Regions: u.Regions}).Get(ctx, &cr); err != nil {
+			res.Compensation = &Compensation{State: StateFailed, Error: rootMessage(err), Key: u.Key, Regions: u.Regions,
+				Deregistered: cr.Deregistered, DeletedSnapshots: cr.DeletedSnapshots}
+			step("the failed round's compensation failed again; nothing was published")
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: the failed round's compensation (key %s) is not finished, so nothing was published again", in.Flavour.Name(), u.Key), ErrTypePublishFailed, nil)
+		}
+	}
 
 	regions := slices.Clone(cfg.Regions)
 	all := []string{cfg.Region}
@@ -380,7 +483,7 @@ func publishAWS(ctx workflow.Context, in PublishInput, res *PublishResult) (map[
 	// Undo from a context of its own: a cancelled build cleans up too.
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
-	c := &Compensation{}
+	c := &Compensation{Key: key, Regions: all}
 	res.Compensation = c
 	step("compensating: removing what this publish created")
 	var cr publish.CleanupResult

@@ -27,6 +27,17 @@ type cloud struct {
 	calls    []string
 	failCopy string
 	n        int
+	// keys are the ImportSnapshot keys, in order; failDelete is the number
+	// of DeleteImages calls to refuse.
+	keys       []string
+	failDelete int
+}
+
+// set changes the cloud's behaviour under its lock.
+func (c *cloud) set(f func(c *cloud)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f(c)
 }
 
 func (c *cloud) register(env *testsuite.TestWorkflowEnvironment) {
@@ -50,6 +61,7 @@ func (c *cloud) register(env *testsuite.TestWorkflowEnvironment) {
 	})
 	reg(env, "ImportSnapshot", func(_ context.Context, in publish.ImportRequest) (publish.ImportResult, error) {
 		call("ImportSnapshot " + in.ObjectKey)
+		c.set(func(c *cloud) { c.keys = append(c.keys, in.Key) })
 		return publish.ImportResult{TaskID: "import-snap-1", SnapshotID: "snap-1"}, nil
 	})
 	reg(env, "RegisterImage", func(_ context.Context, in publish.RegisterRequest) (publish.RegionImage, error) {
@@ -62,7 +74,10 @@ func (c *cloud) register(env *testsuite.TestWorkflowEnvironment) {
 	})
 	reg(env, "CopyImage", func(_ context.Context, in publish.CopyRequest) (publish.RegionImage, error) {
 		call("CopyImage " + in.Region)
-		if in.Region == c.failCopy {
+		c.mu.Lock()
+		fail := in.Region == c.failCopy
+		c.mu.Unlock()
+		if fail {
 			return publish.RegionImage{}, temporal.NewNonRetryableApplicationError("copy refused", publish.ErrTypeInvalidRequest, nil)
 		}
 		return publish.RegionImage{Region: in.Region, ImageID: add(in.Region)}, nil
@@ -79,6 +94,10 @@ func (c *cloud) register(env *testsuite.TestWorkflowEnvironment) {
 		call("DeleteImages " + strings.Join(in.Regions, ","))
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		if c.failDelete > 0 {
+			c.failDelete--
+			return publish.CleanupResult{}, temporal.NewNonRetryableApplicationError("deregister refused", publish.ErrTypeInvalidRequest, nil)
+		}
 		var res publish.CleanupResult
 		for _, r := range in.Regions {
 			for _, id := range c.images[r] {
