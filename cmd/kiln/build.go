@@ -112,7 +112,7 @@ serve it. --check-timeout bounds that wait; 0 skips the check.` + temporalEnvHel
 	f.StringArrayVar(&params, "param", nil, "name=value for the pipelines' {{.Params.name}}, repeatable")
 	f.BoolVar(&in.AllowUnusedParams, "allow-unused-params", false, "pass a --param that no pipeline template uses (refused by default: it is most often a typo)")
 	f.DurationVar(&checkTimeout, "check-timeout", 30*time.Second, "how long to wait for a worker to check the request before anything starts; 0 skips the check")
-	f.StringVar(&in.OnFailure, "on-failure", "", "fail, or wait for an operator (kiln retry) when a phase or flavour has used its attempts (default: the worker's config)")
+	f.StringVar(&in.OnFailure, "on-failure", "", "fail, or wait for an operator (kiln retry) when a phase or flavour has used its attempts, the manifest set failed or publishing failed (default: the worker's config)")
 	f.StringVar(&taskQueue, "task-queue", workflows.TaskQueue, "task queue of the workers")
 	f.BoolVarP(&wait, "wait", "w", false, "follow the build's progress and exit non-zero if it fails")
 	f.DurationVar(&pollPeriod, "poll", time.Second, "how often --wait asks for progress")
@@ -238,7 +238,7 @@ func printChanges(out io.Writer, p workflows.Progress, last map[string]string) {
 		line("phase "+ph.Name, phaseSummary(ph))
 	}
 	if r := p.Resume; r != nil && r.Waiting {
-		line("resume", fmt.Sprintf("waiting until %s: %s failed %v  (kiln retry)", r.Deadline.Local().Format(time.DateTime), r.Phase, r.Failed))
+		line("resume", fmt.Sprintf("waiting until %s: %s", r.Deadline.Local().Format(time.DateTime), resumeWaiting(r)))
 	}
 	if a := p.Approval; a != nil {
 		s := a.State
@@ -304,8 +304,11 @@ func newStatusCommand(logger *slog.Logger) *cobra.Command {
 		Use:   "status BUILD-ID",
 		Short: "Show a build's phases and flavours",
 		Long: `Show a build's progress: every phase and flavour with its state,
-PipelineRun, attempt, times and error. It asks the build's workflow, so a
-worker must be running.` + temporalEnvHelp,
+PipelineRun, attempt, times and error. A build that waits for an operator
+(onFailure: wait) says which phase failed (base, packages, image, manifest
+or publish), for which flavours or platforms, and how to decide with kiln
+retry; its decisions follow. It asks the build's workflow, so a worker must
+be running.` + temporalEnvHelp,
 		Example: `  kiln status build/main/1443.3
   kiln status build/main/1443.3 -o json | jq '.flavours[] | select(.state != "Succeeded")'`,
 		Args: cobra.ExactArgs(1),
@@ -349,10 +352,10 @@ func printProgress(out io.Writer, p workflows.Progress, format string) error {
 	}
 	if r := p.Resume; r != nil {
 		if r.Waiting {
-			fmt.Fprintf(out, "waiting for an operator until %s: %s failed %v (kiln retry)\n", r.Deadline.Local().Format(time.DateTime), r.Phase, r.Failed)
+			fmt.Fprintf(out, "waiting for an operator until %s: %s\n", r.Deadline.Local().Format(time.DateTime), resumeWaiting(r))
 		}
 		for _, d := range r.Decisions {
-			fmt.Fprintf(out, "decision: %s %s by %s at %s %s\n", d.Action, d.Flavour+d.Phase, orDash(d.By), d.At.Local().Format(time.DateTime), d.Reason)
+			fmt.Fprintf(out, "decision: %s %s by %s at %s %s\n", d.Action, strings.TrimSpace(d.Phase+" "+d.Flavour+d.Platform), orDash(d.By), d.At.Local().Format(time.DateTime), d.Reason)
 		}
 	}
 	if a := p.Approval; a != nil {
