@@ -393,23 +393,27 @@ func TestAWSPublishSurvivesAWorkerKill(t *testing.T) {
 	}
 }
 
-// TestAWSPublishFailureIsCompensated makes one region's copy fail: the
-// build fails, and nothing it registered is left in any region.
-func TestAWSPublishFailureIsCompensated(t *testing.T) {
+// TestAWSPublishFailureIsCompensatedAndRetried makes one region's copy
+// fail in a build that waits on failure: the saga's compensation removes
+// everything the publish registered, in every region, before the build
+// waits at the publish gate; kiln status says so; an operator's kiln retry
+// publishes the flavour again in a fresh child, and the build succeeds.
+func TestAWSPublishFailureIsCompensatedAndRetried(t *testing.T) {
 	s := newSuite(t)
 	c := startClouds(t)
 	runWorker(t, buildConfigWith(t, s.ns, "", c.config(t)), s.queue)
+	const fl = "aws-gardener_prod-amd64"
 	in := gardenRequest(s.ns, "build", "manifest", "publish")
 	in.FlavourSet, in.Flavours = "", []flavour.Flavour{{Platform: "aws", Arch: "amd64", Features: []string{"_prod", "gardener"}, Build: true, Publish: true}}
-	c.stage(t, stagedImage, "aws-gardener_prod-amd64")
-	c.ec2.FailCopy("the destination region refused the copy")
+	in.OnFailure = workflows.OnFailureWait
+	c.stage(t, stagedImage, fl)
+	c.ec2.FailCopy("the destination region refused the copy") // the first round's copy only
 	run := startBuild(t, s.queue, in)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	var appErr *temporal.ApplicationError
-	if err := run.Get(ctx, nil); !errors.As(err, &appErr) || appErr.Type() != workflows.ErrTypePublishFailed {
-		t.Fatalf("build: %v, want %s", err, workflows.ErrTypePublishFailed)
+	p := waitProgress(t, run.GetID(), func(p workflows.Progress) bool { return p.Resume != nil && p.Resume.Waiting })
+	if r := p.Resume; r.Phase != workflows.PhasePublish || len(r.Failed) != 1 || r.Failed[0] != fl {
+		t.Fatalf("waiting on %s %v, want publish of %s", r.Phase, r.Failed, fl)
 	}
+	// The undo was done before the build waited.
 	for _, region := range []string{"eu-central-1", "ap-southeast-1", "eu-west-1", "us-east-1"} {
 		for _, img := range c.ec2.Images(region) {
 			if img.State != "deregistered" {
@@ -420,9 +424,41 @@ func TestAWSPublishFailureIsCompensated(t *testing.T) {
 			t.Errorf("%s: snapshot %s left", region, snap.ID)
 		}
 	}
-	f := getProgress(t, run).Flavours[0]
-	ph := f.Phases[len(f.Phases)-1]
-	if ph.State != workflows.StateFailed || !strings.Contains(ph.Error, "compensation succeeded") {
+	f := flavourState(p, fl)
+	if ph := f.Phases[len(f.Phases)-1]; ph.State != workflows.StateFailed || !strings.Contains(ph.Error, "compensation succeeded") {
 		t.Errorf("publish = %+v, want failed and compensated", ph)
 	}
+	if status := kilnCLI(t, "status", run.GetID()); !strings.Contains(status, "waiting for an operator until ") || !strings.Contains(status, "publish failed for flavour "+fl) {
+		t.Errorf("status while waiting:\n%s", status)
+	}
+	kilnCLI(t, "retry", run.GetID(), "--by", "ops", "--phase", "publish", "--flavour", fl)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := run.Get(ctx, nil); err != nil {
+		t.Fatalf("build after the retry: %v", err)
+	}
+	if n := c.ec2.Created(ec2test.KindImportTask); n != 2 {
+		t.Errorf("%d import tasks, want 2 (the retry imports afresh)", n)
+	}
+	live := 0
+	for _, region := range []string{"eu-central-1", "ap-southeast-1", "eu-west-1", "us-east-1"} {
+		for _, img := range c.ec2.Images(region) {
+			if img.State == "available" {
+				live++
+			}
+		}
+	}
+	if live != 4 {
+		t.Errorf("%d available images, want 4 (one per region, from the retry)", live)
+	}
+	if imgs, _ := c.manifest(t, fl).PublishedImageMetadata["published_aws_images"].([]any); len(imgs) != 4 {
+		t.Errorf("published images = %v", imgs)
+	}
+	if _, err := env.client.DescribeWorkflowExecution(ctx, run.GetID()+"/publish/"+fl+"/r2", ""); err != nil {
+		t.Errorf("the retry's child: %v", err)
+	}
+	if status := kilnCLI(t, "status", run.GetID()); !strings.Contains(status, "decision: retry publish "+fl+" by ops") {
+		t.Errorf("status:\n%s", status)
+	}
+	recordHistory(t, run.GetID(), run.GetRunID(), "build-v5-publish-retry.json")
 }
