@@ -146,7 +146,7 @@ func (b *build) setupResume(ctx workflow.Context) error {
 			switch {
 			case r.CanSkip:
 			case len(r.Failed) > 0 && b.in.Has(TargetRelease):
-				return fmt.Errorf("%s cannot be skipped in a release build, which must publish everything it built: retry or abort", r.Phase)
+				return fmt.Errorf("%s cannot be skipped in a release build, which ships every flavour it plans: retry or abort", r.Phase)
 			default:
 				return fmt.Errorf("%s cannot be skipped (only a failed flavour's build or publishing, or a platform's publishing, can): retry or abort", r.Phase)
 			}
