@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"time"
 
@@ -22,6 +23,10 @@ type ScheduledRequest struct {
 	Template BuildRequest `json:"template"`
 	// OnlyIfChanged skips the build when its commit was built before.
 	OnlyIfChanged bool `json:"onlyIfChanged,omitempty"`
+	// OnFailure is the build's OnFailure: fail or wait. Optional: the
+	// template's, else fail. The workers' onFailure never applies to a
+	// scheduled build.
+	OnFailure string `json:"onFailure,omitempty"`
 }
 
 // ScheduledResult says what a scheduled run did.
@@ -39,10 +44,11 @@ const MemoSkipped = "skipped"
 // Scheduled is the workflow a schedule starts. It resolves the branch head
 // (unless the template names a commit) and runs the Build as a child with
 // the ID build/<branch>/<commit>, so a commit is built once whichever
-// trigger starts it. With OnlyIfChanged, a commit that already has a build
+// trigger starts it, with the schedule's OnFailure (default fail). With OnlyIfChanged, a commit that already has a build
 // is skipped, and the skip is recorded in the result and the memo.
 func Scheduled(ctx workflow.Context, in ScheduledRequest) (ScheduledResult, error) {
 	req := in.Template
+	req.OnFailure = cmp.Or(in.OnFailure, req.OnFailure, OnFailureFail)
 	if req.Commit == "" {
 		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 			StartToCloseTimeout: time.Minute,

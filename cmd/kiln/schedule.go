@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -59,8 +60,15 @@ type scheduleEntry struct {
 	// Note is shown with the schedule.
 	Note string `json:"note,omitempty"`
 	// OnlyIfChanged skips a build whose commit (the branch head when the
-	// schedule fires) was built before.
+	// schedule fires) was built before and succeeded; a failed, cancelled
+	// or timed-out build of it is built again.
 	OnlyIfChanged bool `json:"onlyIfChanged,omitempty"`
+	// OnFailure is what the schedule's builds do when a phase or flavour
+	// has used all its attempts: fail, or wait for an operator (kiln
+	// retry) for the workers' resumeWindow, during which, with overlap:
+	// skip, the next fires are skipped. Optional: fail. The workers'
+	// onFailure never applies to scheduled builds.
+	OnFailure string `json:"onFailure,omitempty"`
 	// TaskQueue of the workers. Optional: kiln.
 	TaskQueue string `json:"taskQueue,omitempty"`
 	// Build is the build template; without a commit, the branch head is
@@ -156,7 +164,14 @@ func (f scheduleFile) validate() error {
 				bad("overlap", "%q: want one of %s", e.Overlap, strings.Join(names, ", "))
 			}
 		}
+		if e.OnFailure != "" && e.OnFailure != workflows.OnFailureFail && e.OnFailure != workflows.OnFailureWait {
+			bad("onFailure", "%q: want fail or wait", e.OnFailure)
+		}
+		if e.Build.OnFailure != "" {
+			bad("build.onFailure", "set onFailure on the schedule entry (fail or wait), not in its build")
+		}
 		b := e.Build
+		b.OnFailure = ""
 		if b.Commit == "" {
 			b.Commit = "resolved-at-fire-time"
 		}
@@ -258,9 +273,11 @@ func (e scheduleEntry) options() (client.ScheduleOptions, error) {
 		ID:   e.ID,
 		Spec: spec,
 		Action: &client.ScheduleWorkflowAction{
-			ID:        "scheduled/" + e.ID,
-			Workflow:  "Scheduled",
-			Args:      []any{workflows.ScheduledRequest{Template: e.Build, OnlyIfChanged: e.OnlyIfChanged}},
+			ID:       "scheduled/" + e.ID,
+			Workflow: "Scheduled",
+			Args: []any{workflows.ScheduledRequest{
+				Template: e.Build, OnlyIfChanged: e.OnlyIfChanged, OnFailure: cmp.Or(e.OnFailure, workflows.OnFailureFail),
+			}},
 			TaskQueue: queue,
 			Memo:      map[string]any{memoSpecHash: e.hash()},
 		},

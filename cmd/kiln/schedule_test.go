@@ -7,6 +7,9 @@ import (
 	"testing"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/kiln-build/kiln/workflows"
 )
 
 func writeFile(t *testing.T, s string) string {
@@ -41,7 +44,8 @@ schedules:
   cron: ["0 25 * * *"]
   timeZone: Mars/Olympus
   overlap: sometimes
-  build: {repo: r, branch: main, flavourSet: all}
+  onFailure: later
+  build: {repo: r, branch: main, flavourSet: all, onFailure: wait}
 - id: nightly
   calendars: [{hour: "2-30"}]
   build: {repo: r, branch: main, flavourSet: all, targets: [release]}
@@ -55,6 +59,8 @@ schedules:
 		`schedules[0] (nightly).cron[0]: "0 25 * * *"`,
 		`schedules[0] (nightly).timeZone: "Mars/Olympus" is not a known time zone`,
 		`schedules[0] (nightly).overlap: "sometimes": want one of allow-all, buffer-all, buffer-one, cancel-other, skip, terminate-other`,
+		`schedules[0] (nightly).onFailure: "later": want fail or wait`,
+		`schedules[0] (nightly).build.onFailure: set onFailure on the schedule entry (fail or wait), not in its build`,
 		`schedules[1] (nightly).id: "nightly" is used twice`,
 		`schedules[1] (nightly).calendars[0]: hour: "2-30" is outside 0-23`,
 		`schedules[1] (nightly).build: targets: release requires manifest`,
@@ -94,6 +100,9 @@ schedules:
 	}
 	if o.Overlap != enumspb.SCHEDULE_OVERLAP_POLICY_BUFFER_ONE || o.CatchupWindow.Hours() != 2 || !o.PauseOnFailure || o.Spec.Jitter.Minutes() != 10 {
 		t.Errorf("options = %+v", o)
+	}
+	if r := o.Action.(*client.ScheduleWorkflowAction).Args[0].(workflows.ScheduledRequest); r.OnFailure != workflows.OnFailureFail || !r.OnlyIfChanged {
+		t.Errorf("scheduled request = %+v, want onFailure fail (the default, whatever the workers say)", r)
 	}
 	if e.hash() == (scheduleEntry{ID: "weekdays"}).hash() {
 		t.Error("hash ignores the content")
