@@ -22,6 +22,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/kiln-build/kiln/activities/builds"
 	"github.com/kiln-build/kiln/activities/git"
 	"github.com/kiln-build/kiln/activities/local"
 	"github.com/kiln-build/kiln/activities/logs"
@@ -67,7 +68,8 @@ func Run(ctx context.Context, cfg Config, c client.Client, rc *rest.Config, logg
 		MaxConcurrentActivityExecutionSize: maxActs,
 		WorkerStopTimeout:                  30 * time.Second,
 	})
-	registerWorkflows(w, plan.New(p, flavours))
+	pl := plan.New(p, flavours)
+	registerWorkflows(w, pl)
 	s3, err := cfg.S3Client(ctx)
 	if err != nil {
 		return err
@@ -127,9 +129,17 @@ func Run(ctx context.Context, cfg Config, c client.Client, rc *rest.Config, logg
 		}
 		where = rc.Host
 	}
-	if err := registerStorage(ctx, w, cfg, s3); err != nil {
+	st, err := registerStorage(ctx, w, cfg, s3)
+	if err != nil {
 		return err
 	}
+	// What became of an earlier build, for onlyIfChanged schedules: from
+	// Temporal, then from the release manifests (none without storage).
+	var manifests builds.ManifestFinder
+	if st != nil {
+		manifests = st
+	}
+	w.RegisterActivityWithOptions(builds.New(c, manifests, pl.Plan).EarlierBuild, activity.RegisterOptions{Name: workflows.ActivityEarlierBuild})
 	notifier, err := cfg.NotifyActivities()
 	if err != nil {
 		return err
@@ -155,18 +165,20 @@ func Run(ctx context.Context, cfg Config, c client.Client, rc *rest.Config, logg
 }
 
 // registerStorage registers the storage and AWS publishing activities that
-// cfg configures.
-func registerStorage(ctx context.Context, w sdkworker.Registry, cfg Config, client *s3.Client) error {
+// cfg configures, and returns the storage activities (nil without
+// storage).
+func registerStorage(ctx context.Context, w sdkworker.Registry, cfg Config, client *s3.Client) (*storage.Activities, error) {
 	if client == nil {
-		return nil
+		return nil, nil
 	}
-	w.RegisterActivity(storage.New(client, cfg.StorageConfig()))
+	st := storage.New(client, cfg.StorageConfig())
+	w.RegisterActivity(st)
 	clients, err := cfg.EC2Clients(ctx)
 	if err != nil || clients == nil {
-		return err
+		return st, err
 	}
 	w.RegisterActivity(publish.NewAWS(clients, publish.AWSOptions{PollInterval: cfg.Publishing.AWS.PollInterval.Duration}))
-	return nil
+	return st, nil
 }
 
 // registerWorkflows registers kiln's workflows and the activities every

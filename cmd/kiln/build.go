@@ -430,8 +430,9 @@ func newListCommand(logger *slog.Logger) *cobra.Command {
 		Use:   "list",
 		Short: "List recent builds and scheduled runs",
 		Long: `List recent builds and scheduled runs, newest first, with their state,
-branch, commit and version. A scheduled run that skipped its build because
-the branch had not moved says so.` + temporalEnvHelp,
+branch, commit and version. A scheduled run with onlyIfChanged says what it
+decided and why: "Skipped: build/main/<commit> succeeded on <date>", or its
+state and "(rebuilt: build/main/<commit> failed on <date>)".` + temporalEnvHelp,
 		Example: `  kiln list
   kiln list --limit 100`,
 		Args: cobra.NoArgs,
@@ -464,6 +465,8 @@ the branch had not moved says so.` + temporalEnvHelp,
 				state := strings.TrimPrefix(e.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_")
 				if skipped := memo(workflows.MemoSkipped); skipped != "-" {
 					state = "Skipped: " + skipped
+				} else if why := memo(workflows.MemoReason); why != "-" {
+					state += " (" + why + ")"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.GetExecution().GetWorkflowId(), state,
 					memo(workflows.MemoBranch), memo(workflows.MemoCommit), memo(workflows.MemoVersion),

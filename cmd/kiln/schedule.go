@@ -410,8 +410,12 @@ func newScheduleCommand(logger *slog.Logger) *cobra.Command {
 		Long: `Manage the Temporal Schedules that start builds, declared in a
 git-versioned YAML file. A schedule starts the Scheduled workflow, which
 resolves the branch head when it fires (unless the template names a commit)
-and runs the Build as build/<branch>/<commit>; with onlyIfChanged it skips a
-commit that was built before.` + temporalEnvHelp,
+and runs the Build as build/<branch>/<commit>, with the entry's onFailure
+(fail unless it says wait; the workers' onFailure never applies). With
+onlyIfChanged it skips a commit whose earlier build succeeded or is running,
+builds again one whose build failed, was cancelled, terminated or timed out,
+and, when Temporal no longer has the earlier build, skips the commit only if
+every flavour has a release manifest; kiln list shows why.` + temporalEnvHelp,
 		Example: `  kiln schedule apply -f deploy/schedules.yaml --dry-run
   kiln schedule list
   kiln schedule trigger nightly-main`,

@@ -112,7 +112,7 @@ schedules:
 	if skipped < 2 {
 		t.Errorf("%d skipped runs, want the 2 backfilled nights", skipped)
 	}
-	if list := kilnCLI(t, "list", "--limit", "100"); !strings.Contains(list, "Skipped: commit "+head+" was built before") {
+	if list := kilnCLI(t, "list", "--limit", "100"); !strings.Contains(list, "Skipped: build/main/"+head+" succeeded on ") {
 		t.Errorf("kiln list does not show the skip:\n%s", list)
 	}
 	moved := commit()
