@@ -34,3 +34,12 @@ func dialTemporal(logger *slog.Logger) (client.Client, error) {
 	}
 	return c, nil
 }
+
+// temporalNamespace is the namespace dialTemporal's client uses.
+func temporalNamespace() string {
+	opts, err := envconfig.LoadDefaultClientOptions()
+	if err != nil || opts.Namespace == "" {
+		return client.DefaultNamespace
+	}
+	return opts.Namespace
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -20,9 +21,11 @@ import (
 	"github.com/robfig/cron/v3"
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kiln-build/kiln/worker"
@@ -300,14 +303,52 @@ func (e scheduleEntry) hash() string {
 
 // change is one step of converging the server to the file.
 type change struct {
-	op    string // create, update, delete, unchanged
+	op    string // create, update, pause, unpause, delete, unchanged
 	id    string
 	entry *scheduleEntry
+	why   string // printed with the op, if set
 }
 
-// plan compares the file with the server's kiln-managed schedules.
-func planSchedules(ctx context.Context, c client.Client, f scheduleFile) ([]change, error) {
-	existing := map[string]string{} // id -> spec hash
+// saHash is the search attribute, a Keyword, that holds a kiln-managed
+// schedule's spec hash: List returns a schedule's search attributes, so
+// apply learns what it needs without describing each schedule. (List also
+// returns the schedule's memo, but the servers kiln is tested against,
+// Temporal 1.29, ignore a memo in UpdateSchedule.) Without it registered
+// in the namespace, apply describes every kiln-managed schedule instead.
+const saHash = "KilnScheduleHash"
+
+var saHashKey = temporal.NewSearchAttributeKeyKeyword(saHash)
+
+// hashRegistered reports whether the namespace has saHash as a Keyword,
+// and if not, a hint saying why apply describes every schedule.
+func hashRegistered(ctx context.Context, c client.Client, namespace string) (bool, string) {
+	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return false, fmt.Sprintf("cannot list the search attributes of namespace %s (%v), so every schedule is described", namespace, err)
+	}
+	switch t, ok := resp.GetCustomAttributes()[saHash]; {
+	case !ok:
+		return false, fmt.Sprintf("namespace %s has no search attribute %s, so every schedule is described; register it once: "+
+			"temporal operator search-attribute create --namespace %s --name %s --type Keyword", namespace, saHash, namespace, saHash)
+	case t != enumspb.INDEXED_VALUE_TYPE_KEYWORD:
+		return false, fmt.Sprintf("search attribute %s of namespace %s is a %s, not a Keyword, so every schedule is described", saHash, namespace, t)
+	}
+	return true, ""
+}
+
+// serverSchedule is what apply knows of a kiln-managed schedule.
+type serverSchedule struct {
+	hash      string
+	paused    bool
+	described bool // its hash came from a Describe, not from List
+}
+
+// planSchedules compares the file with the server's kiln-managed
+// schedules. A schedule's spec hash and paused state come from List when
+// the hash is in its search attribute (hashed: the namespace has it), and
+// from a Describe otherwise.
+func planSchedules(ctx context.Context, c client.Client, f scheduleFile, hashed bool) ([]change, error) {
+	existing := map[string]serverSchedule{}
 	it, err := c.ScheduleClient().List(ctx, client.ScheduleListOptions{PageSize: 100})
 	if err != nil {
 		return nil, err
@@ -325,57 +366,86 @@ func planSchedules(ctx context.Context, c client.Client, f scheduleFile) ([]chan
 		if !managed {
 			continue
 		}
-		d, err := c.ScheduleClient().GetHandle(ctx, s.ID).Describe(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("describe schedule %s: %w", s.ID, err)
+		st := serverSchedule{paused: s.Paused}
+		if p, ok := s.SearchAttributes.GetIndexedFields()[saHash]; ok {
+			_ = dc.FromPayload(p, &st.hash)
 		}
-		hash := ""
-		if a, ok := d.Schedule.Action.(*client.ScheduleWorkflowAction); ok {
-			if p, ok := a.Memo[memoSpecHash]; ok {
-				switch v := p.(type) {
-				case string:
-					hash = v
-				default:
-					if pl, ok := p.(interface{ GetData() []byte }); ok {
-						_ = json.Unmarshal(pl.GetData(), &hash)
-					}
-				}
+		if st.hash == "" {
+			if st, err = describeHash(ctx, c, s.ID); err != nil {
+				return nil, err
 			}
 		}
-		existing[s.ID] = hash
+		existing[s.ID] = st
 	}
 	var out []change
 	for i := range f.Schedules {
 		e := &f.Schedules[i]
-		h, ok := existing[e.ID]
+		st, ok := existing[e.ID]
 		switch {
 		case !ok:
-			out = append(out, change{"create", e.ID, e})
-		case h != e.hash():
-			out = append(out, change{"update", e.ID, e})
+			out = append(out, change{op: "create", id: e.ID, entry: e})
+		case st.hash != e.hash():
+			out = append(out, change{op: "update", id: e.ID, entry: e})
+		case st.paused != e.Paused:
+			op := map[bool]string{true: "pause", false: "unpause"}[e.Paused]
+			why := fmt.Sprintf("paused on the server, paused: %v in the file", e.Paused)
+			if !st.paused {
+				why = "not paused on the server, paused: true in the file"
+			}
+			out = append(out, change{op: op, id: e.ID, entry: e, why: why})
+		case hashed && st.described:
+			out = append(out, change{op: "update", id: e.ID, entry: e, why: "records its hash in " + saHash})
 		default:
-			out = append(out, change{"unchanged", e.ID, e})
+			out = append(out, change{op: "unchanged", id: e.ID, entry: e})
 		}
 		delete(existing, e.ID)
 	}
-	var gone []string
-	for id := range existing {
-		gone = append(gone, id)
-	}
-	slices.Sort(gone)
-	for _, id := range gone {
+	for _, id := range slices.Sorted(maps.Keys(existing)) {
 		out = append(out, change{op: "delete", id: id})
 	}
 	return out, nil
 }
 
-func applyChange(ctx context.Context, c client.Client, ch change) error {
+// describeHash reads a schedule's spec hash (from its action's memo)
+// and paused state with a Describe.
+func describeHash(ctx context.Context, c client.Client, id string) (serverSchedule, error) {
+	d, err := c.ScheduleClient().GetHandle(ctx, id).Describe(ctx)
+	if err != nil {
+		return serverSchedule{}, fmt.Errorf("describe schedule %s: %w", id, err)
+	}
+	st := serverSchedule{described: true, paused: d.Schedule.State != nil && d.Schedule.State.Paused}
+	if a, ok := d.Schedule.Action.(*client.ScheduleWorkflowAction); ok {
+		if p, ok := a.Memo[memoSpecHash]; ok {
+			switch v := p.(type) {
+			case string:
+				st.hash = v
+			default:
+				if pl, ok := p.(interface{ GetData() []byte }); ok {
+					_ = json.Unmarshal(pl.GetData(), &st.hash)
+				}
+			}
+		}
+	}
+	return st, nil
+}
+
+// applyChange makes one change; hashed: the namespace has saHash, which
+// creates and updates then set.
+func applyChange(ctx context.Context, c client.Client, ch change, hashed bool) error {
 	sc := c.ScheduleClient()
+	var sa *temporal.SearchAttributes
+	if ch.entry != nil && hashed {
+		attrs := temporal.NewSearchAttributes(saHashKey.ValueSet(ch.entry.hash()))
+		sa = &attrs
+	}
 	switch ch.op {
 	case "create":
 		opts, err := ch.entry.options()
 		if err != nil {
 			return err
+		}
+		if sa != nil {
+			opts.TypedSearchAttributes = *sa
 		}
 		_, err = sc.Create(ctx, opts)
 		return err
@@ -393,13 +463,57 @@ func applyChange(ctx context.Context, c client.Client, ch change) error {
 				if s.State == nil {
 					s.State = &client.ScheduleState{}
 				}
-				s.State.Note = opts.Note
-				return &client.ScheduleUpdate{Schedule: &s}, nil
+				// The update replaces the whole state: paused follows
+				// the file, as the note does.
+				s.State.Note, s.State.Paused = opts.Note, opts.Paused
+				return &client.ScheduleUpdate{Schedule: &s, TypedSearchAttributes: sa}, nil
 			},
 		})
+	case "pause":
+		// The note replaces the schedule's: keep the file's.
+		return sc.GetHandle(ctx, ch.id).Pause(ctx, client.SchedulePauseOptions{Note: cmp.Or(ch.entry.Note, "paused: true in the schedules file")})
+	case "unpause":
+		return sc.GetHandle(ctx, ch.id).Unpause(ctx, client.ScheduleUnpauseOptions{Note: cmp.Or(ch.entry.Note, "paused: false in the schedules file")})
 	case "delete":
 		return sc.GetHandle(ctx, ch.id).Delete(ctx)
 	}
+	return nil
+}
+
+// applySchedules prints the diff between the file and the server's
+// kiln-managed schedules in namespace to out and, unless dryRun, makes the
+// changes. Hints go to errOut.
+func applySchedules(ctx context.Context, c client.Client, namespace string, f scheduleFile, out, errOut io.Writer, dryRun bool) error {
+	hashed, hint := hashRegistered(ctx, c, namespace)
+	if hint != "" {
+		fmt.Fprintln(errOut, "kiln: "+hint)
+	}
+	changes, err := planSchedules(ctx, c, f, hashed)
+	if err != nil {
+		return err
+	}
+	marks := map[string]string{"create": "+", "update": "~", "pause": "~", "unpause": "~", "delete": "-", "unchanged": "="}
+	n := 0
+	for _, ch := range changes {
+		line := fmt.Sprintf("%s %s %s", marks[ch.op], ch.op, ch.id)
+		if ch.why != "" {
+			line += " (" + ch.why + ")"
+		}
+		fmt.Fprintln(out, line)
+		if ch.op != "unchanged" {
+			n++
+		}
+	}
+	if dryRun || n == 0 {
+		fmt.Fprintf(out, "%d changes%s\n", n, map[bool]string{true: " (dry run)", false: ""}[dryRun])
+		return nil
+	}
+	for _, ch := range changes {
+		if err := applyChange(ctx, c, ch, hashed); err != nil {
+			return fmt.Errorf("%s %s: %w", ch.op, ch.id, err)
+		}
+	}
+	fmt.Fprintf(out, "%d changes applied\n", n)
 	return nil
 }
 
@@ -424,14 +538,24 @@ every flavour has a release manifest; kiln list shows why.` + temporalEnvHelp,
 	var dryRun bool
 	apply := &cobra.Command{
 		Use:   "apply",
-		Short: "Converge the server's schedules to a file: create, update, delete",
+		Short: "Converge the server's schedules to a file: create, update, pause, delete",
 		Long: `Converge the server's kiln-managed schedules to the file: create the new
 ones, update the changed ones, delete the ones no longer in the file
-(schedules kiln did not create are never touched). The diff is printed
-first; with --dry-run nothing else happens. Bad entries (a cron that does
-not parse, an unknown time zone or overlap policy, a bad build template) are
-rejected before anything reaches the server. Applying the same file twice
-changes nothing the second time.`,
+(schedules kiln did not create are never touched). Paused follows the file:
+a schedule the file says paused: true is paused, one it does not is
+unpaused, also when it was paused by hand or by pauseOnFailure since. The
+diff is printed first; with --dry-run nothing else happens. Bad entries (a
+cron that does not parse, an unknown time zone, overlap policy or
+onFailure, a bad build template) are rejected before anything reaches the
+server. Applying the same file twice changes nothing the second time.
+
+Each schedule's content hash is kept in the search attribute
+KilnScheduleHash, which List returns, so an unchanged schedule costs no
+Describe. Register it once per namespace (kiln dev does):
+
+  temporal operator search-attribute create --name KilnScheduleHash --type Keyword
+
+Without it, apply describes every kiln-managed schedule, and says so.`,
 		Example: `  kiln schedule apply -f deploy/schedules.yaml --dry-run
   kiln schedule apply -f deploy/schedules.yaml`,
 		Args: cobra.NoArgs,
@@ -445,30 +569,7 @@ changes nothing the second time.`,
 				return err
 			}
 			defer c.Close()
-			changes, err := planSchedules(cmd.Context(), c, f)
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			marks := map[string]string{"create": "+", "update": "~", "delete": "-", "unchanged": "="}
-			n := 0
-			for _, ch := range changes {
-				fmt.Fprintf(out, "%s %s %s\n", marks[ch.op], ch.op, ch.id)
-				if ch.op != "unchanged" {
-					n++
-				}
-			}
-			if dryRun || n == 0 {
-				fmt.Fprintf(out, "%d changes%s\n", n, map[bool]string{true: " (dry run)", false: ""}[dryRun])
-				return nil
-			}
-			for _, ch := range changes {
-				if err := applyChange(cmd.Context(), c, ch); err != nil {
-					return fmt.Errorf("%s %s: %w", ch.op, ch.id, err)
-				}
-			}
-			fmt.Fprintf(out, "%d changes applied\n", n)
-			return nil
+			return applySchedules(cmd.Context(), c, temporalNamespace(), f, cmd.OutOrStdout(), cmd.ErrOrStderr(), dryRun)
 		},
 	}
 	apply.Flags().StringVarP(&file, "file", "f", "", "schedules file (required)")
@@ -530,7 +631,7 @@ changes nothing the second time.`,
 				}
 				return describeSchedule(out, h.GetID(), d)
 			}),
-		handle("pause ID", "Pause a schedule", "  kiln schedule pause nightly-main",
+		handle("pause ID", "Pause a schedule (until the next apply: paused follows the file)", "  kiln schedule pause nightly-main",
 			func(ctx context.Context, h client.ScheduleHandle, out io.Writer) error {
 				if err := h.Pause(ctx, client.SchedulePauseOptions{Note: "paused with kiln"}); err != nil {
 					return err

@@ -130,7 +130,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	s.UIURL = "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.UIPort))
 	if err := s.start(dir, "temporal", temporal, "server", "start-dev", "--ip", "127.0.0.1",
 		"--port", strconv.Itoa(opts.TemporalPort), "--ui-port", strconv.Itoa(opts.UIPort),
-		"--db-filename", filepath.Join(dir, "temporal.db"), "--log-level", "warn"); err != nil {
+		"--db-filename", filepath.Join(dir, "temporal.db"), "--log-level", "warn",
+		// kiln schedule apply keeps each schedule's hash there.
+		"--search-attribute", "KilnScheduleHash=Keyword"); err != nil {
 		return nil, err
 	}
 	// S3, with its buckets as directories in dir.
