@@ -142,14 +142,14 @@ func Scheduled(ctx workflow.Context, in ScheduledRequest) (ScheduledResult, erro
 			return res, err
 		}
 	}
-	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID:            res.BuildID,
-		WorkflowIDReusePolicy: scheduledReusePolicy(in.OnlyIfChanged),
-		WaitForCancellation:   true,
-		Memo: map[string]any{
-			MemoBranch: req.Branch, MemoCommit: req.Commit, MemoVersion: req.Version, MemoFlavourSet: req.FlavourSet,
-		},
-	})
+	// The one start policy (start.go); with onlyIfChanged, EarlierBuild has
+	// decided, and the policy guards the race with another trigger.
+	opts := BuildChildOptions(req, !in.OnlyIfChanged)
+	// A nightly's build is named by its commit, so a commit is built once
+	// whichever night (and whichever version the template names) fires.
+	opts.WorkflowID = res.BuildID
+	opts.WaitForCancellation = true
+	cctx := workflow.WithChildOptions(ctx, opts)
 	child := workflow.ExecuteChildWorkflow(cctx, "Build", req)
 	var started workflow.Execution
 	if err := child.GetChildWorkflowExecution().Get(ctx, &started); err != nil {
@@ -161,17 +161,6 @@ func Scheduled(ctx workflow.Context, in ScheduledRequest) (ScheduledResult, erro
 		return res, err
 	}
 	return res, child.Get(ctx, nil)
-}
-
-// scheduledReusePolicy is the ID reuse policy of the Build that Scheduled
-// starts: with onlyIfChanged, a closed build of the commit may run again
-// only if it did not succeed (EarlierBuild has decided; this guards the
-// race with another trigger); without, every fire builds.
-func scheduledReusePolicy(onlyIfChanged bool) enumspb.WorkflowIdReusePolicy {
-	if onlyIfChanged {
-		return enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY
-	}
-	return enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
 }
 
 // decideEarlier says whether an onlyIfChanged fire skips the build of id,
