@@ -175,11 +175,20 @@ func (b *build) run(ctx workflow.Context) error {
 		b.progress.Flavours = append(b.progress.Flavours, FlavourState{Name: f.Name(), State: StatePending})
 	}
 
+	packagesReason := ""
+	if b.in.PackagesVersion != "" {
+		// Before anything runs: a version that does not exist refuses
+		// the build.
+		var err error
+		if packagesReason, err = b.checkPackages(ctx); err != nil {
+			return err
+		}
+	}
 	if err := b.phase(ctx, PhaseBase, b.plan.Base); err != nil {
 		return err
 	}
 	if b.in.PackagesVersion != "" {
-		b.skip(PhasePackages, "packages "+b.in.PackagesVersion+" exist")
+		b.skip(PhasePackages, packagesReason)
 	} else if err := b.phase(ctx, PhasePackages, b.plan.Packages); err != nil {
 		return err
 	}
@@ -221,7 +230,7 @@ func (b *build) skip(name, reason string) {
 func (b *build) data(f flavour.Flavour, platform string) TemplateData {
 	return TemplateData{
 		BuildID: b.id, Repo: b.in.Repo, Branch: b.in.Branch, Commit: b.in.Commit, Version: b.in.Version,
-		Flavour: f, Platform: platform, Params: b.in.Params, Results: b.results,
+		PackagesVersion: b.in.PackagesVersion, Flavour: f, Platform: platform, Params: b.in.Params, Results: b.results,
 	}
 }
 

@@ -110,7 +110,7 @@ func flavourBuild(ctx workflow.Context, in FlavourInput, resp *FlavourResult, bg
 	}
 	data := TemplateData{
 		BuildID: in.BuildID, Repo: in.Request.Repo, Branch: in.Request.Branch, Commit: in.Request.Commit,
-		Version: in.Request.Version, Flavour: in.Flavour, Platform: in.Flavour.Platform,
+		Version: in.Request.Version, PackagesVersion: in.Request.PackagesVersion, Flavour: in.Flavour, Platform: in.Flavour.Platform,
 		Params: in.Request.Params, Results: in.Results,
 	}
 	img, err := runPhase(ctx, res.phase(PhaseImage), phaseRun{

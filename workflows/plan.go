@@ -116,6 +116,9 @@ type Plan struct {
 	// S3Only lists the platforms whose images are published by promoting
 	// them to the release bucket alone (config: publishing.s3Only).
 	S3Only []string `json:"s3Only,omitempty"`
+	// PackagesCheck is how a build checks that its PackagesVersion exists
+	// (config: packages.check). Nil: the version is not checked.
+	PackagesCheck *PackagesCheck `json:"packagesCheck,omitempty"`
 }
 
 // StoragePlan is the part of the storage configuration builds see.
@@ -211,6 +214,9 @@ type TemplateData struct {
 	Branch  string
 	Commit  string
 	Version string
+	// PackagesVersion is the request's packages version (kiln run
+	// --packages-version), empty when the build runs the packages phase.
+	PackagesVersion string
 	// Flavour is the flavour of the image, test and publish phases (for
 	// publish: the first flavour of the platform).
 	Flavour  flavour.Flavour
@@ -303,7 +309,7 @@ func (c PipelineConfig) Validate(path string) error {
 func sampleData() TemplateData {
 	return TemplateData{
 		BuildID: "build/main/1.0", Repo: "https://git.example/os", Branch: "main", Commit: "0123456789abcdef",
-		Version: "1.0", Flavour: flavour.Flavour{Platform: "aws", Arch: "amd64"}, Platform: "aws",
+		Version: "1.0", PackagesVersion: "1.0", Flavour: flavour.Flavour{Platform: "aws", Arch: "amd64"}, Platform: "aws",
 		Params: map[string]string{}, Results: map[string]map[string]string{},
 		Artifacts: map[string]string{}, Manifest: "meta/singles/aws-amd64-1.0-0123456789abcdef",
 	}
@@ -335,6 +341,9 @@ func (p Plan) Validate() error {
 	}
 	for _, platform := range sortedKeys(p.Publish) {
 		errs = append(errs, p.Publish[platform].Validate("phases.publish."+platform))
+	}
+	if p.PackagesCheck != nil {
+		errs = append(errs, p.PackagesCheck.Validate("packages.check"))
 	}
 	if p.Parallelism < 0 {
 		errs = append(errs, fmt.Errorf("parallelism: %d is negative", p.Parallelism))

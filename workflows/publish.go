@@ -295,7 +295,7 @@ func publishPipeline(ctx workflow.Context, in PublishInput, res *PublishResult) 
 	p := in.Flavour.Platform
 	data := TemplateData{
 		BuildID: in.BuildID, Repo: in.Request.Repo, Branch: in.Request.Branch, Commit: in.Request.Commit,
-		Version: in.Request.Version, Flavour: in.Flavour, Platform: p, Params: in.Request.Params, Results: in.Results,
+		Version: in.Request.Version, PackagesVersion: in.Request.PackagesVersion, Flavour: in.Flavour, Platform: p, Params: in.Request.Params, Results: in.Results,
 		Artifacts: artifactURIs(in.Plan.Storage.ReleaseBucket, in.Files), Manifest: in.Manifest,
 	}
 	out, err := runPhase(ctx, &res.Phase, phaseRun{

@@ -68,7 +68,11 @@ type BuildRequest struct {
 	// Targets to reach. Optional: default build.
 	Targets []Target `json:"targets,omitempty"`
 	// PackagesVersion, when set, names a package version that already
-	// exists: the packages-and-kernel phase is skipped.
+	// exists: the packages-and-kernel phase is skipped. The build first
+	// checks that it exists, as the worker's packages.check says (the
+	// apt repository's Release file, or an S3 key), and fails before
+	// anything runs when it does not; without packages.check it is not
+	// checked. Templates see it as {{.PackagesVersion}}.
 	PackagesVersion string `json:"packagesVersion,omitempty"`
 	// Recipients overrides who is notified.
 	Recipients Recipients `json:"recipients,omitzero"`
