@@ -87,6 +87,10 @@ type Config struct {
 	Executor string `json:"executor,omitempty"`
 	// Local configures the local executor.
 	Local *LocalExecutor `json:"local,omitempty"`
+	// Packages configures how a build run with --packages-version checks
+	// that the version exists. Optional: without it, the version is not
+	// checked, and the packages phase's progress says so.
+	Packages *Packages `json:"packages,omitempty"`
 	// Phases configures each phase's pipeline. A phase left out is skipped.
 	Phases Phases `json:"phases"`
 
@@ -220,7 +224,7 @@ type PhaseConfig struct {
 	// Params.
 	Annotations map[string]string `json:"annotations,omitempty"`
 	// Params are text/template templates over the build: {{.Commit}},
-	// {{.Branch}}, {{.Version}}, {{.Flavour.Platform}}, {{.Flavour.Arch}},
+	// {{.Branch}}, {{.Version}}, {{.PackagesVersion}}, {{.Flavour.Platform}}, {{.Flavour.Arch}},
 	// {{.Params.name}}, {{.Results.base.digest}}, and the function join:
 	// {{join .Flavour.Features ","}}.
 	Params map[string]string `json:"params,omitempty"`
@@ -426,6 +430,7 @@ func (c Config) Plan() (workflows.Plan, *flavour.File, error) {
 		}
 	}
 	errs = append(errs, c.storagePlan(&p)...)
+	errs = append(errs, c.packagesPlan(&p)...)
 	if localCheck {
 		if opts, err := c.LocalOptions(nil, nil); err != nil {
 			errs = append(errs, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/http"
 	"slices"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/kiln-build/kiln/activities/git"
 	"github.com/kiln-build/kiln/activities/local"
 	"github.com/kiln-build/kiln/activities/logs"
+	"github.com/kiln-build/kiln/activities/packages"
 	"github.com/kiln-build/kiln/activities/plan"
 	"github.com/kiln-build/kiln/activities/publish"
 	"github.com/kiln-build/kiln/activities/storage"
@@ -74,6 +76,10 @@ func Run(ctx context.Context, cfg Config, c client.Client, rc *rest.Config, logg
 	if err != nil {
 		return err
 	}
+	// Builds check their --packages-version before anything runs, on the
+	// shared queue, whichever executor runs the pipelines.
+	checks := packages.New(&http.Client{Timeout: 30 * time.Second}, s3)
+	w.RegisterActivityWithOptions(checks.CheckPackages, activity.RegisterOptions{Name: workflows.ActivityCheckPackages})
 	where := "local"
 	if cfg.IsLocal() {
 		opts, err := cfg.LocalOptions(logger, s3)
