@@ -48,6 +48,13 @@ Garden Linux: build; manifest (needs build); tests (needs build); publish
 and freeze-version (need build, manifest); release (needs build, manifest,
 freeze-version). A missing prerequisite is rejected before anything runs.
 
+--packages-version V skips the packages phase and builds with the packages
+of V, which pipelines see as {{.PackagesVersion}}. Before anything runs,
+the worker checks that V exists as its config's packages.check says (the
+apt repository's Release file for V, or an S3 key) and fails the build,
+naming V and what it checked, when it does not. Without packages.check, V
+is taken on trust, and kiln status says it was not checked.
+
 With --wait, kiln prints each phase's and flavour's progress as it changes
 and exits non-zero if the build fails.
 
@@ -106,7 +113,7 @@ serve it. --check-timeout bounds that wait; 0 skips the check.` + temporalEnvHel
 	f.StringVar(&in.Version, "version", "", "version to build, e.g. 1443.3")
 	f.StringVar(&in.FlavourSet, "flavour-set", "all", "flavour set from the worker's flavours file")
 	f.StringArrayVar(&targets, "target", nil, "build target, repeatable: build, manifest, tests, publish, freeze-version, release (default build)")
-	f.StringVar(&in.PackagesVersion, "packages-version", "", "skip the packages phase: this package version exists")
+	f.StringVar(&in.PackagesVersion, "packages-version", "", "skip the packages phase and use this existing package version, which the worker checks first (config: packages.check)")
 	f.StringArrayVar(&in.Recipients.Only, "only", nil, "notify only this address, repeatable")
 	f.StringArrayVar(&in.Recipients.Additional, "additional", nil, "also notify this address, repeatable")
 	f.StringArrayVar(&params, "param", nil, "name=value for the pipelines' {{.Params.name}}, repeatable")
