@@ -43,7 +43,7 @@ func TestSendAndClassify(t *testing.T) {
 	msgs := srv.Messages()
 	if len(msgs) != 1 || !strings.Contains(string(msgs[0].Data), "text/plain") || !strings.Contains(string(msgs[0].Data), "text/html") ||
 		!strings.Contains(string(msgs[0].Data), "Message-ID: "+mail.MessageID) {
-		t.Errorf("received %d messages: %s", len(msgs), msgs)
+		t.Errorf("received %d messages: %+v", len(msgs), msgs)
 	}
 
 	mail.To = []string{"gone@example.com"}
