@@ -177,13 +177,25 @@ func (ch *Chat) config(c Config) notify.ChatConfig {
 
 // SMTP is notify.SMTPConfig as the config file writes it.
 type SMTP struct {
+	// Host is the relay; its TLS certificate must be valid for this name.
 	Host string `json:"host"`
 	// Port. Optional: 465 for implicit TLS, 587 for STARTTLS, 25 for none.
 	Port int `json:"port,omitempty"`
-	// TLS: starttls (default), implicit, starttls-optional, or none (only
-	// for a relay on localhost).
-	TLS          string `json:"tls,omitempty"`
-	Username     string `json:"username,omitempty"`
+	// TLS: starttls (default: required, nothing goes out without it),
+	// implicit (SMTPS), starttls-optional (plain SMTP if the relay offers
+	// no STARTTLS, and then no login), or none (only for a relay on
+	// localhost).
+	TLS string `json:"tls,omitempty"`
+	// TLSCAFile is a PEM file of the CA certificates that sign the relay's
+	// certificate, trusted instead of the system's, relative to the config
+	// file. Optional: the system's roots.
+	TLSCAFile string `json:"tlsCAFile,omitempty"`
+	// Username logs in to the relay (over TLS only). Optional.
+	Username string `json:"username,omitempty"`
+	// PasswordFile (relative to the config file; trailing newlines
+	// dropped) or PasswordEnv (the name of the worker's environment
+	// variable) holds the password; one of them with Username. The
+	// password is read at start and never logged.
 	PasswordFile string `json:"passwordFile,omitempty"`
 	PasswordEnv  string `json:"passwordEnv,omitempty"`
 	From         string `json:"from"`
@@ -192,7 +204,7 @@ type SMTP struct {
 }
 
 func (s SMTP) config(c Config) notify.SMTPConfig {
-	return notify.SMTPConfig{Host: s.Host, Port: s.Port, TLS: s.TLS, Username: s.Username,
+	return notify.SMTPConfig{Host: s.Host, Port: s.Port, TLS: s.TLS, TLSCAFile: c.path(s.TLSCAFile), Username: s.Username,
 		PasswordFile: c.path(s.PasswordFile), PasswordEnv: s.PasswordEnv, From: s.From, Timeout: s.Timeout.Duration}
 }
 
@@ -520,6 +532,19 @@ func (c Config) Handles() (map[string]string, error) {
 	return m, nil
 }
 
+// Mailer builds the notifications' SMTP sender, reading its password and
+// CA file, or nil when the config has no notifications.
+func (c Config) Mailer() (*notify.Mailer, error) {
+	if c.Notifications == nil {
+		return nil, nil
+	}
+	m, err := notify.NewMailer(c.Notifications.SMTP.config(c))
+	if err != nil {
+		return nil, fmt.Errorf("notifications.%w", err)
+	}
+	return m, nil
+}
+
 // NotifyActivities builds the notification activities, or nil when the
 // config has no notifications.
 func (c Config) NotifyActivities() (*notify.Activities, error) {
@@ -527,9 +552,9 @@ func (c Config) NotifyActivities() (*notify.Activities, error) {
 	if n == nil {
 		return nil, nil
 	}
-	mailer, err := notify.NewMailer(n.SMTP.config(c))
+	mailer, err := c.Mailer()
 	if err != nil {
-		return nil, fmt.Errorf("notifications.%w", err)
+		return nil, err
 	}
 	tpl, err := notify.LoadTemplates(c.path(n.Templates))
 	if err != nil {
