@@ -124,8 +124,9 @@ func MessageID(buildID, runID, event, domain string) string {
 // Mailer sends mail over SMTP with github.com/wneessen/go-mail. It holds
 // the password, which it never logs nor puts into an error.
 type Mailer struct {
-	cfg      SMTPConfig
-	password string
+	cfg SMTPConfig
+	// password is a func so that printing a Mailer (%+v) shows no password.
+	password func() string
 	roots    *x509.CertPool // from TLSCAFile; nil: the system's
 }
 
@@ -135,22 +136,24 @@ func NewMailer(cfg SMTPConfig) (*Mailer, error) {
 		return nil, err
 	}
 	m := &Mailer{cfg: cfg}
+	var password string
 	switch {
 	case cfg.PasswordFile != "":
 		b, err := os.ReadFile(cfg.PasswordFile)
 		if err != nil {
 			return nil, fmt.Errorf("smtp.passwordFile: %w", err)
 		}
-		m.password = strings.TrimRight(string(b), "\r\n")
-		if m.password == "" {
+		password = strings.TrimRight(string(b), "\r\n")
+		if password == "" {
 			return nil, fmt.Errorf("smtp.passwordFile: %s is empty", cfg.PasswordFile)
 		}
 	case cfg.PasswordEnv != "":
-		m.password = os.Getenv(cfg.PasswordEnv)
-		if m.password == "" {
+		password = os.Getenv(cfg.PasswordEnv)
+		if password == "" {
 			return nil, fmt.Errorf("smtp.passwordEnv: %s is empty or unset in the worker's environment", cfg.PasswordEnv)
 		}
 	}
+	m.password = func() string { return password }
 	if cfg.TLSCAFile != "" {
 		pem, err := os.ReadFile(cfg.TLSCAFile)
 		if err != nil {
@@ -210,7 +213,7 @@ func (ml *Mailer) options() []mail.Option {
 		// Auto-discovery picks the strongest mechanism offered and, over a
 		// connection without TLS, none that sends the password (PLAIN,
 		// LOGIN).
-		opts = append(opts, mail.WithSMTPAuth(mail.SMTPAuthAutoDiscover), mail.WithUsername(ml.cfg.Username), mail.WithPassword(ml.password))
+		opts = append(opts, mail.WithSMTPAuth(mail.SMTPAuthAutoDiscover), mail.WithUsername(ml.cfg.Username), mail.WithPassword(ml.password()))
 	}
 	return opts
 }

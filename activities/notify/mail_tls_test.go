@@ -280,10 +280,17 @@ func TestPasswordSources(t *testing.T) {
 			cfg := relayConfig(srv, TLSStartTLS, ca)
 			cfg.Username = relayUser
 			set(&cfg)
-			if err := newMailer(t, cfg).Send(context.Background(), testMail(name)); err != nil {
+			m := newMailer(t, cfg)
+			if err := m.Send(context.Background(), testMail(name)); err != nil {
 				t.Fatalf("send: %v", err)
 			}
 			received(t, srv, name, relayUser, true)
+			// A Mailer printed into a log line shows no password.
+			for _, f := range []string{"%v", "%+v", "%#v"} {
+				if s := fmt.Sprintf(f, *m); strings.Contains(s, relayPassword) {
+					t.Errorf("Sprintf(%q, Mailer) shows the password: %s", f, s)
+				}
+			}
 		})
 	}
 	t.Run("passwordEnv unset", func(t *testing.T) {
