@@ -569,7 +569,7 @@ func (c Config) NotifyActivities() (*notify.Activities, error) {
 		ns = "default"
 	}
 	read := func(ctx context.Context, repo, branch, commit string) (string, error) {
-		_, s, err := git.ReadAtCommit(ctx, repo, branch, commit, git.CodeownersPaths...)
+		_, s, err := git.ReadAtCommit(ctx, repo, commit, git.CodeownersPaths...)
 		return s, err
 	}
 	opts := notify.Options{Handles: handles, TemporalURL: n.TemporalURL, Namespace: ns}
