@@ -568,7 +568,7 @@ func (c Config) NotifyActivities() (*notify.Activities, error) {
 	if ns == "" {
 		ns = "default"
 	}
-	read := func(ctx context.Context, repo, branch, commit string) (string, error) {
+	read := func(ctx context.Context, repo, commit string) (string, error) {
 		_, s, err := git.ReadAtCommit(ctx, repo, commit, git.CodeownersPaths...)
 		return s, err
 	}

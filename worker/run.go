@@ -151,6 +151,7 @@ func Run(ctx context.Context, cfg Config, c client.Client, rc *rest.Config, logg
 		return err
 	}
 	if notifier != nil {
+		w.RegisterActivityWithOptions(notifier.ResolveRecipients, activity.RegisterOptions{Name: workflows.ActivityResolveRecipients})
 		w.RegisterActivityWithOptions(notifier.NotifyBuild, activity.RegisterOptions{Name: workflows.ActivityNotifyBuild})
 		w.RegisterActivityWithOptions(notifier.NotifyChat, activity.RegisterOptions{Name: workflows.ActivityNotifyChat})
 	} else {

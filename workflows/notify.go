@@ -7,11 +7,15 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// ActivityNotifyBuild and ActivityNotifyChat are the notification
-// activities (activities/notify): mail, and the chat webhook.
+// The notification activities (activities/notify). ResolveRecipients
+// works out who is mailed (CODEOWNERS at the build's commit, the handles
+// file, the request's recipients) once, and its result is in the history;
+// NotifyBuild renders and sends the mail, and is the one retried while the
+// relay is down; NotifyChat posts to the chat webhook.
 const (
-	ActivityNotifyBuild = "NotifyBuild"
-	ActivityNotifyChat  = "NotifyChat"
+	ActivityResolveRecipients = "ResolveRecipients"
+	ActivityNotifyBuild       = "NotifyBuild"
+	ActivityNotifyChat        = "NotifyChat"
 )
 
 // changeNotifyChat: notifications also go to the chat webhook.
@@ -20,7 +24,7 @@ const changeNotifyChat = "notify-chat"
 // changeNotify: builds notify at their end, and have a deadline timer.
 const changeNotify = "notify"
 
-// Notification events (as activities/notify names them).
+// Notification events (activities/notify uses these).
 const (
 	EventFailed    = "Failed"
 	EventCancelled = "Cancelled"
@@ -44,21 +48,49 @@ type NotificationState struct {
 	Chat string `json:"chat,omitempty"`
 }
 
-// notifyInput mirrors activities/notify.NotifyRequest; keep the two in step.
-type notifyInput struct {
+// RecipientsRequest is the input of ResolveRecipients: where CODEOWNERS
+// is read (the build's repository, at its commit), the paths the build
+// changed, and the request's own recipients.
+type RecipientsRequest struct {
+	Repo         string     `json:"repo"`
+	Commit       string     `json:"commit"`
+	ChangedPaths []string   `json:"changedPaths,omitempty"`
+	Recipients   Recipients `json:"recipients,omitzero"`
+}
+
+// MailRecipients are ResolveRecipients' result: the addresses, and what
+// could not be resolved (handles without an address, and why CODEOWNERS
+// was not read), which the mail's footer names.
+type MailRecipients struct {
+	To         []string `json:"to"`
+	Unresolved []string `json:"unresolved,omitempty"`
+}
+
+// NotifyRequest is the input of NotifyBuild and NotifyChat: references and
+// small values only.
+type NotifyRequest struct {
 	Event   string `json:"event"`
 	BuildID string `json:"buildID"`
-	// RunID is this workflow run's: the Message-ID differs per run.
+	// RunID is the Build workflow's run ID: one build ID runs again when
+	// a build is re-run, and each run's mail gets its own Message-ID.
+	// Requests from workflows started before it was added lack it; the
+	// activity's own workflow run ID stands in.
 	RunID    string       `json:"runID,omitempty"`
 	Request  BuildRequest `json:"request"`
 	Progress Progress     `json:"progress"`
 	Start    time.Time    `json:"start"`
 	End      time.Time    `json:"end"`
+	// Recipients are ResolveRecipients' result, for NotifyBuild (NotifyChat
+	// posts to its channel). A request without them (scheduled before
+	// ResolveRecipients existed) has NotifyBuild resolve them itself.
+	Recipients *MailRecipients `json:"recipients,omitempty"`
 }
 
-type notifyOutput struct {
-	MessageID string   `json:"messageID"`
-	To        []string `json:"to"`
+// NotifyResult says who was mailed, under which Message-ID.
+type NotifyResult struct {
+	MessageID  string   `json:"messageID"`
+	To         []string `json:"to"`
+	Unresolved []string `json:"unresolved,omitempty"`
 }
 
 // notify sends the build's notification from a disconnected context, so it
@@ -85,14 +117,23 @@ func (b *build) notify(ctx workflow.Context, event string, start time.Time) {
 	})
 	n := &NotificationState{Event: event, State: "Sending"}
 	b.progress.Notification = n
-	in := notifyInput{Event: event, BuildID: b.id, RunID: workflow.GetInfo(ctx).WorkflowExecution.RunID,
+	in := NotifyRequest{Event: event, BuildID: b.id, RunID: workflow.GetInfo(ctx).WorkflowExecution.RunID,
 		Request: b.in, Progress: b.progress, Start: start, End: workflow.Now(ctx)}
 	var chat workflow.Future
 	if b.plan.NotifyChat && workflow.GetVersion(ctx, changeNotifyChat, workflow.DefaultVersion, 1) == 1 {
 		chat = workflow.ExecuteActivity(dctx, ActivityNotifyChat, in)
 	}
-	var out notifyOutput
-	err := workflow.ExecuteActivity(dctx, ActivityNotifyBuild, in).Get(dctx, &out)
+	// Who is mailed is worked out once; only the send is retried while the
+	// relay is down.
+	var rcpt MailRecipients
+	err := workflow.ExecuteActivity(dctx, ActivityResolveRecipients, RecipientsRequest{
+		Repo: b.in.Repo, Commit: b.in.Commit, ChangedPaths: b.in.ChangedPaths, Recipients: b.in.Recipients,
+	}).Get(dctx, &rcpt)
+	var out NotifyResult
+	if err == nil {
+		in.Recipients = &rcpt
+		err = workflow.ExecuteActivity(dctx, ActivityNotifyBuild, in).Get(dctx, &out)
+	}
 	if chat != nil {
 		if cerr := chat.Get(dctx, nil); cerr != nil {
 			n.Chat = rootMessage(cerr)

@@ -20,7 +20,8 @@ import (
 	"github.com/kiln-build/kiln/workflows/flavour"
 )
 
-// notifications records the NotifyBuild activities a build schedules.
+// notifications records the ResolveRecipients and NotifyBuild activities
+// a build schedules.
 type notifications struct {
 	mu     sync.Mutex
 	events []string
@@ -29,11 +30,27 @@ type notifications struct {
 	// workflows that scheduled them, as the activities see them.
 	runIDs, runs []string
 	fail         error
+	// failSends is how many sends fail retryably (a relay that is down)
+	// before one goes through.
+	failSends int
+	resolves  []notify.RecipientsRequest
+	sends     []notify.NotifyRequest
+}
+
+func (n *notifications) resolve(_ context.Context, in notify.RecipientsRequest) (notify.MailRecipients, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.resolves = append(n.resolves, in)
+	return notify.MailRecipients{To: []string{"owner@example.com"}, Unresolved: []string{"@ghost"}}, nil
 }
 
 func (n *notifications) activity(ctx context.Context, in notify.NotifyRequest) (notify.NotifyResult, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.sends = append(n.sends, in)
+	if len(n.sends) <= n.failSends {
+		return notify.NotifyResult{}, errors.New("dial tcp 127.0.0.1:25: connection refused")
+	}
 	n.events = append(n.events, in.Event)
 	n.states = append(n.states, in.Progress.State)
 	n.runIDs = append(n.runIDs, in.RunID)
@@ -41,10 +58,11 @@ func (n *notifications) activity(ctx context.Context, in notify.NotifyRequest) (
 	if n.fail != nil {
 		return notify.NotifyResult{}, n.fail
 	}
-	return notify.NotifyResult{MessageID: "<m@kiln>", To: []string{"owner@example.com"}}, nil
+	return notify.NotifyResult{MessageID: "<m@kiln>", To: in.Recipients.To}, nil
 }
 
 func (n *notifications) register(env *testsuite.TestWorkflowEnvironment) {
+	env.RegisterActivityWithOptions(n.resolve, activity.RegisterOptions{Name: workflows.ActivityResolveRecipients})
 	env.RegisterActivityWithOptions(n.activity, activity.RegisterOptions{Name: workflows.ActivityNotifyBuild})
 }
 
@@ -249,5 +267,49 @@ func TestUnknownFlavourSetFailsOnceAndNotifies(t *testing.T) {
 	}
 	if !slices.Equal(n.events, []string{workflows.EventFailed}) {
 		t.Errorf("notifications = %v, want one Failed", n.events)
+	}
+}
+
+// TestRecipientsResolvedOnceWhileTheSendRetries: while the relay is down,
+// only NotifyBuild is retried; ResolveRecipients (which fetches the
+// repository for CODEOWNERS) ran once, and every send carries its result
+// (issue 13: each retry fetched the repository again).
+func TestRecipientsResolvedOnceWhileTheSendRetries(t *testing.T) {
+	rec := &recorder{outcome: func(q tekton.PipelineRunRequest) error {
+		if q.Labels["kiln.dev/phase"] == "base" {
+			return failed("Failed")
+		}
+		return nil
+	}}
+	p := testPlan(2)
+	p.Notify = true
+	n := &notifications{failSends: 4}
+	env := newEnv(t, p, rec, n.register)
+	in := request(flavours(1))
+	in.ChangedPaths = []string{"features/_prod/pkg.include"}
+	in.Recipients.Additional = []string{"ops@example.com"}
+	env.ExecuteWorkflow(workflows.Build, in)
+	if env.GetWorkflowError() == nil {
+		t.Fatal("the build succeeded; want it failed")
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.resolves) != 1 {
+		t.Fatalf("ResolveRecipients ran %d times, want once", len(n.resolves))
+	}
+	if r := n.resolves[0]; r.Repo != in.Repo || r.Commit != in.Commit || !slices.Equal(r.ChangedPaths, in.ChangedPaths) || !slices.Equal(r.Recipients.Additional, in.Recipients.Additional) {
+		t.Errorf("ResolveRecipients got %+v, want the build's repo, commit, changed paths and recipients", r)
+	}
+	if len(n.sends) != 5 {
+		t.Fatalf("NotifyBuild ran %d times, want 5 (4 failures, then the send)", len(n.sends))
+	}
+	for i, s := range n.sends {
+		if s.Recipients == nil || !slices.Equal(s.Recipients.To, []string{"owner@example.com"}) || !slices.Equal(s.Recipients.Unresolved, []string{"@ghost"}) ||
+			s.BuildID != n.sends[0].BuildID || s.RunID != n.sends[0].RunID || s.Event != n.sends[0].Event {
+			t.Errorf("send %d: %+v, want the resolved recipients and the first send's identity", i, s)
+		}
+	}
+	if pr := progressOf(t, env); pr.Notification == nil || pr.Notification.State != "Sent" {
+		t.Errorf("notification = %+v, want Sent", pr.Notification)
 	}
 }

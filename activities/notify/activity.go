@@ -3,6 +3,7 @@ package notify
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"text/template"
@@ -19,8 +20,10 @@ type Sender interface {
 	Send(ctx context.Context, m Mail) error
 }
 
-// CodeownersReader returns the CODEOWNERS text at a commit ("" if none).
-type CodeownersReader func(ctx context.Context, repo, branch, commit string) (string, error)
+// CodeownersReader returns the CODEOWNERS text at a commit of a repository
+// ("" if it has none), whatever ref points at the commit. A non-retryable
+// temporal.ApplicationError says that trying again would not help.
+type CodeownersReader func(ctx context.Context, repo, commit string) (string, error)
 
 // Options configure the Activities.
 type Options struct {
@@ -61,43 +64,42 @@ func New(send Sender, t *Templates, co CodeownersReader, opts Options) (*Activit
 	return a, nil
 }
 
-// NotifyRequest is the input of NotifyBuild: references and small values
-// only.
-type NotifyRequest struct {
-	Event   string `json:"event"`
-	BuildID string `json:"buildID"`
-	// RunID is the Build workflow's run ID: one build ID runs again when
-	// a build is re-run, and each run's mail gets its own Message-ID.
-	// Requests from workflows started before it was added lack it; the
-	// activity's own workflow run ID stands in.
-	RunID    string                 `json:"runID,omitempty"`
-	Request  workflows.BuildRequest `json:"request"`
-	Progress workflows.Progress     `json:"progress"`
-	Start    time.Time              `json:"start"`
-	End      time.Time              `json:"end"`
-}
+// The activities' request and result types are the workflow's own, so the
+// two cannot drift apart.
+type (
+	// RecipientsRequest is the input of ResolveRecipients.
+	RecipientsRequest = workflows.RecipientsRequest
+	// MailRecipients is ResolveRecipients' result.
+	MailRecipients = workflows.MailRecipients
+	// NotifyRequest is the input of NotifyBuild and NotifyChat.
+	NotifyRequest = workflows.NotifyRequest
+	// NotifyResult says who was mailed.
+	NotifyResult = workflows.NotifyResult
+)
 
-// NotifyResult says who was mailed.
-type NotifyResult struct {
-	MessageID  string   `json:"messageID"`
-	To         []string `json:"to"`
-	Unresolved []string `json:"unresolved,omitempty"`
-}
+// codeownersAttempts is how many attempts ResolveRecipients makes to read
+// CODEOWNERS through transient trouble before it resolves without it.
+const codeownersAttempts = 3
 
-// NotifyBuild mails a build's people about an event. Recipients follow
-// Resolve, with CODEOWNERS read at the build's commit (when it cannot be
-// read, that is reported in the mail and the log, and the other rules
-// still apply). The Message-ID is stable per run of the build and event, so
-// a retried send is the same mail and a re-run's is a new one. With nobody
-// to notify it fails non-retryable.
-func (a *Activities) NotifyBuild(ctx context.Context, in NotifyRequest) (NotifyResult, error) {
+// ResolveRecipients works out who a build's notification goes to, as
+// Resolve does, with CODEOWNERS read at the build's commit. It runs once
+// per notification and its result is in the workflow's history, so the
+// repository is not fetched again for each retry of the send. When
+// CODEOWNERS cannot be read, it fails retryably for the first attempts
+// (unless the error is permanent) and then resolves without it, saying so
+// in Unresolved (the mail's footer) and the log. With nobody to notify it
+// fails non-retryable with ErrTypeMailRejected.
+func (a *Activities) ResolveRecipients(ctx context.Context, in RecipientsRequest) (MailRecipients, error) {
 	logger := activity.GetLogger(ctx)
-	rin := RecipientsInput{Only: in.Request.Recipients.Only, Additional: in.Request.Recipients.Additional,
-		Changed: in.Request.ChangedPaths, Handles: a.opts.Handles}
+	rin := RecipientsInput{Only: in.Recipients.Only, Additional: in.Recipients.Additional,
+		Changed: in.ChangedPaths, Handles: a.opts.Handles}
 	var notes []string
-	if len(rin.Only) == 0 && a.codeowners != nil && in.Request.Repo != "" {
-		text, err := a.codeowners(ctx, in.Request.Repo, in.Request.Branch, in.Request.Commit)
+	if len(rin.Only) == 0 && a.codeowners != nil && in.Repo != "" {
+		text, err := a.codeowners(ctx, in.Repo, in.Commit)
+		var appErr *temporal.ApplicationError
 		switch {
+		case err != nil && !(errors.As(err, &appErr) && appErr.NonRetryable()) && activity.GetInfo(ctx).Attempt < codeownersAttempts:
+			return MailRecipients{}, fmt.Errorf("read CODEOWNERS (will retry, then notify without it): %w", err)
 		case err != nil:
 			logger.Warn("CODEOWNERS not read; notifying the others", "error", err)
 			notes = append(notes, "CODEOWNERS not read: "+err.Error())
@@ -115,24 +117,51 @@ func (a *Activities) NotifyBuild(ctx context.Context, in NotifyRequest) (NotifyR
 	if len(rcpt.Unresolved) > 0 {
 		logger.Warn("owners without an address", "handles", rcpt.Unresolved)
 	}
-	runID := in.RunID
-	if runID == "" {
-		runID = activity.GetInfo(ctx).WorkflowExecution.RunID
-	}
-	res := NotifyResult{MessageID: MessageID(in.BuildID, runID, in.Event, a.opts.Domain), To: rcpt.To, Unresolved: append(rcpt.Unresolved, notes...)}
+	rcpt.Unresolved = append(rcpt.Unresolved, notes...)
 	if len(rcpt.To) == 0 {
-		return res, temporal.NewNonRetryableApplicationError(
+		return rcpt, temporal.NewNonRetryableApplicationError(
 			"nobody to notify: no recipients in the request, no resolvable CODEOWNERS; set recipients or the handles file", ErrTypeMailRejected, nil)
 	}
-	subject, text, html, err := a.templates.Render(a.message(in, res.Unresolved))
+	return rcpt, nil
+}
+
+// NotifyBuild mails a build's people about an event, to in.Recipients
+// (ResolveRecipients' result). The Message-ID is stable per run of the
+// build and event, so a retried send is the same mail and a re-run's is a
+// new one. Temporary failures (relay down, 4xx) are retryable; a
+// permanent refusal is a non-retryable ErrTypeMailRejected.
+func (a *Activities) NotifyBuild(ctx context.Context, in NotifyRequest) (NotifyResult, error) {
+	if in.Recipients == nil {
+		// Scheduled by a workflow from before ResolveRecipients.
+		rcpt, err := a.ResolveRecipients(ctx, RecipientsRequest{Repo: in.Request.Repo, Commit: in.Request.Commit,
+			ChangedPaths: in.Request.ChangedPaths, Recipients: in.Request.Recipients})
+		if err != nil {
+			return NotifyResult{}, err
+		}
+		in.Recipients = &rcpt
+	}
+	rcpt := *in.Recipients
+	res := NotifyResult{MessageID: MessageID(in.BuildID, a.runID(ctx, in), in.Event, a.opts.Domain), To: rcpt.To, Unresolved: rcpt.Unresolved}
+	if len(rcpt.To) == 0 {
+		return res, temporal.NewNonRetryableApplicationError("nobody to notify: the request's recipients are empty", ErrTypeMailRejected, nil)
+	}
+	subject, text, html, err := a.templates.Render(a.message(in, rcpt.Unresolved))
 	if err != nil {
 		return res, temporal.NewNonRetryableApplicationError("render mail: "+err.Error(), "TemplateError", err)
 	}
 	if err := a.send.Send(ctx, Mail{To: rcpt.To, Subject: subject, Text: text, HTML: html, MessageID: res.MessageID}); err != nil {
 		return res, err
 	}
-	logger.Info("notification sent", "event", in.Event, "to", len(rcpt.To), "messageID", res.MessageID)
+	activity.GetLogger(ctx).Info("notification sent", "event", in.Event, "to", len(rcpt.To), "messageID", res.MessageID)
 	return res, nil
+}
+
+// runID is the build run the notification is about.
+func (a *Activities) runID(ctx context.Context, in NotifyRequest) string {
+	if in.RunID != "" {
+		return in.RunID
+	}
+	return activity.GetInfo(ctx).WorkflowExecution.RunID
 }
 
 func (a *Activities) message(in NotifyRequest, unresolved []string) Message {

@@ -3,6 +3,8 @@ package notify
 import (
 	"slices"
 	"strings"
+
+	"github.com/kiln-build/kiln/workflows"
 )
 
 // RecipientsInput is what recipient resolution needs.
@@ -22,11 +24,9 @@ type RecipientsInput struct {
 }
 
 // Recipients are the resolved addresses, and the handles that could not be
-// resolved, which the mail's footer and the log report.
-type Recipients struct {
-	To         []string `json:"to"`
-	Unresolved []string `json:"unresolved,omitempty"`
-}
+// resolved, which the mail's footer and the log report: ResolveRecipients'
+// result.
+type Recipients = workflows.MailRecipients
 
 // Resolve applies Garden Linux's rules: Only replaces everything;
 // otherwise the CODEOWNERS owners of the changed paths (or the default "*"

@@ -14,13 +14,13 @@ import (
 	"github.com/kiln-build/kiln/workflows"
 )
 
-// Events a notification is about.
+// Events a notification is about: the workflow's.
 const (
-	EventFailed            = "Failed"
-	EventCancelled         = "Cancelled"
-	EventTimedOut          = "TimedOut"
-	EventSucceeded         = "Succeeded"
-	EventApprovalRequested = "ApprovalRequested"
+	EventFailed            = workflows.EventFailed
+	EventCancelled         = workflows.EventCancelled
+	EventTimedOut          = workflows.EventTimedOut
+	EventSucceeded         = workflows.EventSucceeded
+	EventApprovalRequested = workflows.EventApprovalRequested
 )
 
 // Link is a named URL in a mail.
