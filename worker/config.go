@@ -162,17 +162,25 @@ type Notifications struct {
 	Chat *Chat `json:"chat,omitempty"`
 }
 
-// Chat is the chat webhook: a Slack-compatible or DingTalk payload posted
-// to a URL read from a file or an environment variable (it holds a token).
+// Chat is the chat channel: a Slack-compatible or DingTalk payload posted
+// to a webhook URL read from a file or an environment variable (it holds a
+// token), or a Matrix room on a homeserver, with an access token read from
+// a file or an environment variable.
 type Chat struct {
-	Format  string   `json:"format"`
-	URLFile string   `json:"urlFile,omitempty"`
-	URLEnv  string   `json:"urlEnv,omitempty"`
-	Timeout Duration `json:"timeout,omitzero"`
+	Format  string `json:"format"`
+	URLFile string `json:"urlFile,omitempty"`
+	URLEnv  string `json:"urlEnv,omitempty"`
+	// Homeserver, Room and TokenFile or TokenEnv are for matrix.
+	Homeserver string   `json:"homeserver,omitempty"`
+	Room       string   `json:"room,omitempty"`
+	TokenFile  string   `json:"tokenFile,omitempty"`
+	TokenEnv   string   `json:"tokenEnv,omitempty"`
+	Timeout    Duration `json:"timeout,omitzero"`
 }
 
 func (ch *Chat) config(c Config) notify.ChatConfig {
-	return notify.ChatConfig{Format: ch.Format, URLFile: c.path(ch.URLFile), URLEnv: ch.URLEnv, Timeout: ch.Timeout.Duration}
+	return notify.ChatConfig{Format: ch.Format, URLFile: c.path(ch.URLFile), URLEnv: ch.URLEnv,
+		Homeserver: ch.Homeserver, Room: ch.Room, TokenFile: c.path(ch.TokenFile), TokenEnv: ch.TokenEnv, Timeout: ch.Timeout.Duration}
 }
 
 // SMTP is notify.SMTPConfig as the config file writes it.
@@ -351,11 +359,15 @@ func (c Config) Plan() (workflows.Plan, *flavour.File, error) {
 		p.Notify, p.NotifySuccess, p.NotifyWindow = true, n.OnSuccess, n.Window.Duration
 		if n.Chat != nil {
 			p.NotifyChat = true
-			if n.Chat.Format != notify.ChatSlack && n.Chat.Format != notify.ChatDingTalk {
-				errs = append(errs, fmt.Errorf("notifications.chat.format: %q: want slack or dingtalk", n.Chat.Format))
-			}
-			if n.Chat.URLFile == "" && n.Chat.URLEnv == "" {
-				errs = append(errs, errors.New("notifications.chat: urlFile or urlEnv is required (the URL holds a token)"))
+			if err := n.Chat.config(c).Validate(); err != nil {
+				// One error per problem, each with its full field path.
+				chatErrs := []error{err}
+				if j, ok := err.(interface{ Unwrap() []error }); ok {
+					chatErrs = j.Unwrap()
+				}
+				for _, e := range chatErrs {
+					errs = append(errs, fmt.Errorf("notifications.%w", e))
+				}
 			}
 		}
 		if err := n.SMTP.config(c).Validate(); err != nil {

@@ -190,15 +190,19 @@ func (a *Activities) message(in NotifyRequest, unresolved []string) Message {
 	return m
 }
 
-// NotifyChat posts the same notification to the chat webhook, rendered from
-// the same templates (subject and plain text).
+// NotifyChat posts the same notification to the chat, rendered from the
+// same templates (subject and plain text). Every attempt posts under the
+// same key, derived as the mail's Message-ID is (build, run, event): a
+// Matrix homeserver deduplicates a retry whose first attempt's response was
+// lost; a webhook gets the key as its Idempotency-Key header (see
+// Chat.Post for which honour it).
 func (a *Activities) NotifyChat(ctx context.Context, in NotifyRequest) error {
 	if a.opts.Chat == nil {
-		return temporal.NewNonRetryableApplicationError("no chat webhook is configured on this worker (notifications.chat)", ErrTypeChatRejected, nil)
+		return temporal.NewNonRetryableApplicationError("no chat is configured on this worker (notifications.chat)", ErrTypeChatRejected, nil)
 	}
 	subject, text, _, err := a.templates.Render(a.message(in, nil))
 	if err != nil {
 		return temporal.NewNonRetryableApplicationError("render: "+err.Error(), "TemplateError", err)
 	}
-	return a.opts.Chat.Post(ctx, subject+"\n\n"+text)
+	return a.opts.Chat.Post(ctx, messageKey(in.BuildID, a.runID(ctx, in), in.Event), subject+"\n\n"+text)
 }

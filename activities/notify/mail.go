@@ -117,8 +117,14 @@ type Mail struct {
 // (a re-run after a failure), so that mail systems, which deduplicate on
 // the Message-ID, do not drop the re-run's mail as a copy of the first's.
 func MessageID(buildID, runID, event, domain string) string {
+	return "<" + messageKey(buildID, runID, event) + "@" + domain + ">"
+}
+
+// messageKey identifies a notification (an event of one run of a build):
+// the Message-ID's left-hand side, and the chat post's idempotency key.
+func messageKey(buildID, runID, event string) string {
 	sum := sha256.Sum256([]byte(buildID + "\x00" + runID + "\x00" + event))
-	return "<kiln." + hex.EncodeToString(sum[:12]) + "@" + domain + ">"
+	return "kiln." + hex.EncodeToString(sum[:12])
 }
 
 // Mailer sends mail over SMTP with github.com/wneessen/go-mail. It holds
