@@ -25,8 +25,11 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/kiln-build/kiln/activities/notify"
+	"github.com/kiln-build/kiln/test/gittest"
 	"github.com/kiln-build/kiln/test/smtptest"
 	"github.com/kiln-build/kiln/workflows"
 )
@@ -39,7 +42,7 @@ func notifyConfig(t *testing.T, ns, addr string) string {
       kiln.test/outcome: '{{if eq .Flavour.Platform "gcp"}}fail{{else}}ok{{end}}'`)
 	host, port, _ := net.SplitHostPort(addr)
 	handles := filepath.Join(filepath.Dir(path), "handles.yaml")
-	if err := os.WriteFile(handles, []byte("\"@gardenlinux/maintainers\": maintainers@example.com\n"), 0o644); err != nil {
+	if err := os.WriteFile(handles, []byte("\"@gardenlinux/maintainers\": maintainers@example.com\n\"@gardenlinux/release\": release@example.com\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
@@ -134,6 +137,83 @@ func TestFailedBuildMailsItsPeople(t *testing.T) {
 	}
 }
 
+// servedRepo serves the repository at dir over smart HTTP (git
+// http-backend, serving commits by hash as GitHub does) and returns its URL
+// and the server, which counts the fetches.
+func servedRepo(t *testing.T, dir string) (string, *gittest.Server) {
+	t.Helper()
+	srv, err := gittest.Start(filepath.Dir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	return srv.RepoURL(dir), srv
+}
+
+// TestTagBuildMailsCodeOwners: a build of a tag (Branch is the tag's name)
+// whose commit no branch reaches mails the code owners named in CODEOWNERS
+// at that commit, not those of main's head (issue 13: CODEOWNERS was read
+// from refs/heads/<tag>, which does not exist, so they were never mailed).
+func TestTagBuildMailsCodeOwners(t *testing.T) {
+	s := newSuite(t)
+	srv, err := smtptest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	runWorker(t, notifyConfig(t, s.ns, srv.Addr), s.queue)
+	dir, _ := ownedRepo(t)
+	git := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=kiln", "-c", "user.email=kiln@example.com"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	// The release commit, on no branch: only its tag reaches it.
+	git("checkout", "-q", "--detach")
+	if err := os.WriteFile(filepath.Join(dir, ".github", "CODEOWNERS"), []byte("* @gardenlinux/release\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git("commit", "-q", "-am", "release "+s.ns)
+	tagged := git("rev-parse", "HEAD")
+	tag := "rel-" + s.ns
+	git("tag", tag)
+	git("checkout", "-q", "main")
+	git("commit", "-q", "--allow-empty", "-m", "after the release")
+	repo, _ := servedRepo(t, dir)
+
+	in := gardenRequest(s.ns, "build")
+	in.FlavourSet, in.Repo, in.Branch, in.Commit, in.Version = "testing", repo, tag, tagged, s.ns
+	in.Recipients.Additional = []string{"ops@example.com"}
+	run := startBuild(t, s.queue, in)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := run.Get(ctx, nil); err == nil || !strings.Contains(err.Error(), workflows.ErrTypeFlavoursFailed) {
+		t.Fatalf("build error = %v, want %s", err, workflows.ErrTypeFlavoursFailed)
+	}
+	if n := getProgress(t, run).Notification; n == nil || n.State != "Sent" {
+		t.Fatalf("notification = %+v, want Sent", n)
+	}
+	msgs := srv.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d mails, want exactly 1", len(msgs))
+	}
+	if !slices.Equal(msgs[0].To, []string{"ops@example.com", "release@example.com"}) {
+		t.Errorf("recipients = %v, want the tagged commit's code owners (release@example.com, not main's maintainers) and the additional address", msgs[0].To)
+	}
+	if _, parts := decodeMail(t, msgs[0].Data); strings.Contains(parts["text/plain"], "CODEOWNERS not read") {
+		t.Errorf("the mail says CODEOWNERS was not read:\n%s", parts["text/plain"])
+	}
+}
+
+// TestMailWaitsForTheRelay: while the relay is down the send is retried,
+// and only the send: the recipients were resolved once (one
+// ResolveRecipients in the history, no fetch from the git server after
+// it). When the relay is back the mail arrives, with the Message-ID of
+// this run's notification (issue 13: each retry fetched the repository
+// again).
 func TestMailWaitsForTheRelay(t *testing.T) {
 	s := newSuite(t)
 	// Take a port, and leave nothing listening on it.
@@ -144,7 +224,8 @@ func TestMailWaitsForTheRelay(t *testing.T) {
 	addr := srv.Addr
 	srv.Close()
 	runWorker(t, notifyConfig(t, s.ns, addr), s.queue)
-	repo, commit := ownedRepo(t)
+	dir, commit := ownedRepo(t)
+	repo, git := servedRepo(t, dir)
 
 	in := gardenRequest(s.ns, "build")
 	in.FlavourSet, in.Repo, in.Branch, in.Commit, in.Version = "testing", repo, "main", commit, s.ns
@@ -156,24 +237,81 @@ func TestMailWaitsForTheRelay(t *testing.T) {
 	if p.Notification.State != "Sending" {
 		t.Fatalf("notification = %+v, want Sending while the relay is down", p.Notification)
 	}
-	time.Sleep(2 * time.Second) // at least one attempt fails
+	// Two sends fail; the third waits for its retry.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		d, err := env.client.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())
+		if err != nil {
+			return false, err
+		}
+		for _, a := range d.PendingActivities {
+			if a.ActivityType.GetName() == workflows.ActivityNotifyBuild && a.Attempt >= 3 {
+				return true, nil
+			}
+		}
+		return false, nil
+	}); err != nil {
+		t.Fatalf("NotifyBuild did not fail twice: %v", err)
+	}
+	fetches := git.Fetches(dir)
+	if fetches == 0 {
+		t.Fatal("the git server served no fetch: CODEOWNERS was not read from it")
+	}
 	srv, err = smtptest.Start(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	if err := run.Get(ctx, nil); err == nil {
 		t.Fatal("the build succeeded")
 	}
-	if n := getProgress(t, run).Notification; n.State != "Sent" {
+	n := getProgress(t, run).Notification
+	if n.State != "Sent" {
 		t.Errorf("notification = %+v", n)
 	}
 	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 		return len(srv.Messages()) == 1, nil
 	}); err != nil {
-		t.Errorf("%d mails after the relay came back, want 1", len(srv.Messages()))
+		t.Fatalf("%d mails after the relay came back, want 1", len(srv.Messages()))
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(srv.Messages()[0].Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := msg.Header.Get("Message-ID"), notify.MessageID(run.GetID(), run.GetRunID(), workflows.EventFailed, "kiln.local"); got != want || n.MessageID != want {
+		t.Errorf("Message-ID %s (progress: %s), want this run's %s", got, n.MessageID, want)
+	}
+	if got := git.Fetches(dir); got != fetches {
+		t.Errorf("the git server served %d fetches by the end, %d after the recipients were resolved; want no more while the send retried", got, fetches)
+	}
+	resolves, sendAttempt := 0, int32(0)
+	it := env.client.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	scheduled := map[int64]string{}
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
+			scheduled[e.GetEventId()] = a.GetActivityType().GetName()
+			if a.GetActivityType().GetName() == workflows.ActivityResolveRecipients {
+				resolves++
+			}
+		}
+		if a := e.GetActivityTaskStartedEventAttributes(); a != nil {
+			switch scheduled[a.GetScheduledEventId()] {
+			case workflows.ActivityResolveRecipients:
+				if a.GetAttempt() != 1 {
+					t.Errorf("ResolveRecipients ran %d attempts, want 1", a.GetAttempt())
+				}
+			case workflows.ActivityNotifyBuild:
+				sendAttempt = a.GetAttempt()
+			}
+		}
+	}
+	if resolves != 1 || sendAttempt < 3 {
+		t.Errorf("history: %d ResolveRecipients, NotifyBuild sent at attempt %d; want 1 and at least 3", resolves, sendAttempt)
 	}
 }
 
