@@ -118,6 +118,11 @@ func Build(ctx workflow.Context, in BuildRequest) (BuildResult, error) {
 		b.progress.Error = err.Error()
 		event = EventFailed
 	}
+	// The outcome is decided: kiln list shows it from here on, also while
+	// the log archives and the notification below still run.
+	if err := workflow.UpsertMemo(ctx, map[string]any{MemoState: b.progress.State}); err != nil {
+		workflow.GetLogger(ctx).Warn("memo: the build's state", "error", err)
+	}
 	// The log archives of the last runs may still be going.
 	b.bg.wait(ctx)
 	if notifying && event != "" {

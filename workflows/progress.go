@@ -1,6 +1,11 @@
 package workflows
 
-import "time"
+import (
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+)
 
 // States of builds, phases and flavours.
 const (
@@ -12,6 +17,10 @@ const (
 	StateTestFailed = "TestFailed"
 	StateSkipped    = "Skipped"
 	StateCancelled  = "Cancelled"
+	// StateTerminated and StateTimedOut are builds ended from outside
+	// their code: terminated, or past Temporal's execution timeout.
+	StateTerminated = "Terminated"
+	StateTimedOut   = "TimedOut"
 )
 
 // Progress is a build's state, answered by the "progress" query and
@@ -74,4 +83,42 @@ type FlavourState struct {
 	// when it existed before this build, which then skipped the flavour.
 	Manifest string `json:"manifest,omitempty"`
 	Reused   bool   `json:"reused,omitempty"`
+}
+
+// MemoState is the memo key of a Build's own outcome (Succeeded, Failed,
+// Cancelled), set when it is decided, before the build notifies.
+const MemoState = "state"
+
+// ExecutionState is a build's state in the one vocabulary that kiln list
+// and kiln status share, from the execution's Temporal status and the
+// build's own state (its MemoState, or Progress.State; "" if unknown). A
+// build that has decided its outcome but still runs, mailing it, is that
+// outcome with notifying set; an execution ended from outside its code is
+// Terminated or TimedOut, whatever it had recorded.
+func ExecutionState(status enumspb.WorkflowExecutionStatus, own string) (state string, notifying bool) {
+	final := own == StateSucceeded || own == StateFailed || own == StateCancelled
+	switch status {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		if final {
+			return own, true
+		}
+		if own != "" {
+			return own, false
+		}
+		return StateRunning, false
+	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		return StateSucceeded, false
+	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:
+		if final {
+			return own, false
+		}
+		return StateFailed, false
+	case enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
+		return StateCancelled, false
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:
+		return StateTerminated, false
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:
+		return StateTimedOut, false
+	}
+	return strings.TrimPrefix(status.String(), "WORKFLOW_EXECUTION_STATUS_"), false
 }

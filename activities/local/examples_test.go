@@ -348,3 +348,21 @@ func wantStates(t *testing.T, s RunStatus, want map[string]string) {
 		}
 	}
 }
+
+// TestReadmeCorpusCounts: the README's count of the Tekton examples that
+// pass is the lists' own, so it cannot drift from what the test runs.
+func TestReadmeCorpusCounts(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(strings.Fields(string(b)), " ")
+	m := regexp.MustCompile(`expected outcome — (\d+) of its (\d+) files pass .*?; the (\d+) others are listed there`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatal("README: the sentence \"… expected outcome — N of its M files pass …; the K others are listed there\" is gone")
+	}
+	want := []string{fmt.Sprint(len(examplePass)), fmt.Sprint(len(examplePass) + len(exampleExcluded)), fmt.Sprint(len(exampleExcluded))}
+	if m[1] != want[0] || m[2] != want[1] || m[3] != want[2] {
+		t.Errorf("README says %s of %s pass and %s others; the lists have %s of %s and %s", m[1], m[2], m[3], want[0], want[1], want[2])
+	}
+}

@@ -65,9 +65,11 @@ func BuildManifest(in PutManifestRequest, layout Layout, bucket, key string) Man
 }
 
 // PutManifest writes a flavour's manifest, Garden Linux's YAML at
-// meta/singles/<base>, unless one exists: the first write wins, so a
-// retried activity, or a second writer for the same build, changes
-// nothing. It returns the key.
+// meta/singles/<base>, unless one exists: on a server that honours
+// conditional writes the first create wins, so a retried activity, or a
+// second writer for the same build, changes nothing (later updates go
+// through SetPublished and the test result's read-modify-write). It
+// returns the key.
 //
 // The write is a conditional create, PutObject with If-None-Match: "*";
 // a server that refuses it because the key exists (412 PreconditionFailed,

@@ -247,6 +247,9 @@ func printChanges(out io.Writer, p workflows.Progress, last map[string]string) {
 	if r := p.Resume; r != nil && r.Waiting {
 		line("resume", fmt.Sprintf("waiting until %s: %s", r.Deadline.Local().Format(time.DateTime), resumeWaiting(r)))
 	}
+	if n := p.Notification; n != nil {
+		line("notification", notificationLine(n))
+	}
 	if a := p.Approval; a != nil {
 		s := a.State
 		if a.State == workflows.ApprovalWaiting {
@@ -332,6 +335,11 @@ be running.` + temporalEnvHelp,
 			if err != nil {
 				return fmt.Errorf("build %s: %w", args[0], err)
 			}
+			// The same vocabulary as kiln list: a build terminated or timed
+			// out from outside its code says so, not what it last recorded.
+			if d, err := c.DescribeWorkflowExecution(cmd.Context(), args[0], ""); err == nil {
+				p.State, _ = workflows.ExecutionState(d.GetWorkflowExecutionInfo().GetStatus(), p.State)
+			}
 			return printProgress(cmd.OutOrStdout(), p, output)
 		},
 	}
@@ -364,6 +372,28 @@ func printProgress(out io.Writer, p workflows.Progress, format string) error {
 		for _, d := range r.Decisions {
 			fmt.Fprintf(out, "decision: %s %s by %s at %s %s\n", d.Action, strings.TrimSpace(d.Phase+" "+d.Flavour+d.Platform), orDash(d.By), d.At.Local().Format(time.DateTime), d.Reason)
 		}
+	}
+	if n := p.Notification; n != nil {
+		fmt.Fprintln(out, "notification: "+notificationLine(n))
+	}
+	if p.ManifestSet != "" {
+		fmt.Fprintf(out, "manifest set: %s\n", p.ManifestSet)
+	}
+	var unarchived []string
+	for _, ph := range p.Phases {
+		if ph.LogsError != "" {
+			unarchived = append(unarchived, ph.Name)
+		}
+	}
+	for _, f := range p.Flavours {
+		for _, ph := range f.Phases {
+			if ph.LogsError != "" {
+				unarchived = append(unarchived, f.Name+"/"+ph.Name)
+			}
+		}
+	}
+	if len(unarchived) > 0 {
+		fmt.Fprintf(out, "logs not archived: %s (DETAIL below says why; kiln logs reads what is left)\n", strings.Join(unarchived, ", "))
 	}
 	if a := p.Approval; a != nil {
 		switch a.State {
@@ -405,6 +435,22 @@ func printProgress(out io.Writer, p workflows.Progress, format string) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// notificationLine says what became of the build's notification: the event,
+// its state, and the error or the recipients.
+func notificationLine(n *workflows.NotificationState) string {
+	line := n.Event + " " + strings.ToLower(n.State)
+	switch {
+	case n.Error != "":
+		line += ": " + n.Error
+	case len(n.To) > 0:
+		line += " to " + strings.Join(n.To, ", ")
+	}
+	if n.Chat != "" && n.Chat != "Sent" {
+		line += "; chat: " + n.Chat
+	}
+	return line
 }
 
 func orDash(s string) string {
@@ -469,7 +515,14 @@ state and "(rebuilt: build/main/<commit> failed on <date>)".` + temporalEnvHelp,
 					}
 					return orDash(s)
 				}
-				state := strings.TrimPrefix(e.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_")
+				own := memo(workflows.MemoState)
+				if own == "-" {
+					own = ""
+				}
+				state, notifying := workflows.ExecutionState(e.GetStatus(), own)
+				if notifying {
+					state += " (notifying)"
+				}
 				if skipped := memo(workflows.MemoSkipped); skipped != "-" {
 					state = "Skipped: " + skipped
 				} else if why := memo(workflows.MemoReason); why != "-" {

@@ -46,3 +46,27 @@ func TestStatusTableShowsWhySkippedAndTheBase(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusTableShowsWhatWentWrongAroundTheBuild: a failed notification
+// and unarchived logs are in the table, not only in -o yaml.
+func TestStatusTableShowsWhatWentWrongAroundTheBuild(t *testing.T) {
+	p := workflows.Progress{State: workflows.StateFailed, Error: "image failed",
+		Notification: &workflows.NotificationState{Event: workflows.EventFailed, State: "Failed",
+			Error: "nobody to notify: no code owner, no notifications.recipients, no --additional"},
+		Phases: []workflows.PhaseState{{Name: workflows.PhaseBase, State: workflows.StateSucceeded, LogsError: "S3 unreachable"}},
+		Flavours: []workflows.FlavourState{{Name: "kvm-gardener_prod-amd64", State: workflows.StateFailed,
+			Phases: []workflows.PhaseState{{Name: workflows.PhaseImage, State: workflows.StateFailed, LogsError: "S3 unreachable"}}}},
+	}
+	var out bytes.Buffer
+	if err := printProgress(&out, p, "table"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"notification: Failed failed: nobody to notify: no code owner",
+		"logs not archived: base, kvm-gardener_prod-amd64/image",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status table lacks %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -254,6 +254,21 @@ func TestMailWaitsForTheRelay(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("NotifyBuild did not fail twice: %v", err)
 	}
+	// kiln list and kiln status agree while the mail waits: the build has
+	// failed, and is still notifying.
+	status := kilnCLI(t, "status", run.GetID())
+	if !strings.Contains(status, "state: Failed\n") || !strings.Contains(status, "notification: Failed sending") {
+		t.Errorf("kiln status while the mail waits:\n%s", status)
+	}
+	var listed string
+	for _, l := range strings.Split(kilnCLI(t, "list", "--limit", "200"), "\n") {
+		if strings.HasPrefix(l, run.GetID()+" ") {
+			listed = l
+		}
+	}
+	if !strings.Contains(listed, " Failed (notifying) ") {
+		t.Errorf("kiln list while the mail waits: %q, want Failed (notifying)", listed)
+	}
 	fetches := git.Fetches(dir)
 	if fetches == 0 {
 		t.Fatal("the git server served no fetch: CODEOWNERS was not read from it")
