@@ -185,7 +185,7 @@ func (b *build) run(ctx workflow.Context) error {
 		// Before anything runs: a version that does not exist refuses
 		// the build.
 		var err error
-		if packagesReason, err = b.checkPackages(ctx); err != nil {
+		if packagesReason, err = b.checkPackages(ctx, 10*time.Minute); err != nil {
 			return err
 		}
 	}

@@ -20,12 +20,15 @@ type CheckResult struct {
 	Flavours []string `json:"flavours"`
 	// Params are the params the pipelines' templates use.
 	Params []string `json:"params,omitempty"`
+	// Packages says what the packages check found, with --packages-version.
+	Packages string `json:"packages,omitempty"`
 }
 
 // CheckBuild plans a build request exactly as Build does, and checks it,
 // without running anything: kiln run and kiln trigger call it first, so a
-// request with an unknown flavour set, an unknown param or a target nothing
-// serves is refused before a Build starts. It fails with ErrTypeInvalidRequest
+// request with an unknown flavour set, an unknown param, a target nothing
+// serves or a packages version the packages check does not find is
+// refused before a Build starts. It fails with ErrTypeInvalidRequest
 // naming every problem.
 func CheckBuild(ctx workflow.Context, in BuildRequest) (CheckResult, error) {
 	if err := in.Validate(); err != nil {
@@ -39,6 +42,20 @@ func CheckBuild(ctx workflow.Context, in BuildRequest) (CheckResult, error) {
 		return CheckResult{}, invalidRequest(err)
 	}
 	res := CheckResult{Params: p.ParamsUsed()}
+	if in.PackagesVersion != "" {
+		// The build's own packages check, with a short window: the CLI
+		// waits for the answer.
+		b := &build{in: in, id: BuildID(in), plan: p}
+		reason, err := b.checkPackages(ctx, 20*time.Second)
+		if err != nil {
+			var app *temporal.ApplicationError
+			if errors.As(err, &app) {
+				return res, invalidRequest(errors.New(app.Message()))
+			}
+			return res, err
+		}
+		res.Packages = reason
+	}
 	for _, f := range p.Flavours {
 		res.Flavours = append(res.Flavours, f.Name())
 	}

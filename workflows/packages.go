@@ -141,8 +141,9 @@ type PackagesCheckResult struct {
 // version and returns the packages phase's reason for being skipped. A
 // version that the check does not find fails the build, naming the version
 // and what was checked, before any phase runs. Without a check, nothing is
-// checked and the reason says so.
-func (b *build) checkPackages(ctx workflow.Context) (string, error) {
+// checked and the reason says so. A check that gets no answer is retried
+// for window.
+func (b *build) checkPackages(ctx workflow.Context, window time.Duration) (string, error) {
 	v := b.in.PackagesVersion
 	c := b.plan.PackagesCheck
 	if c == nil {
@@ -158,7 +159,6 @@ func (b *build) checkPackages(ctx workflow.Context) (string, error) {
 		return fail(ErrTypePackagesCheckFailed, fmt.Sprintf("packages %s: %v", v, err))
 	}
 	st.State, st.Reason = StateRunning, "checking that packages "+v+" exist"
-	const window = 10 * time.Minute
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute, ScheduleToCloseTimeout: window,
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -89,6 +90,10 @@ phases:
 	}
 	if runs, _ := filepath.Glob(filepath.Join(dir, "local", "runs", "*")); len(runs) != 0 {
 		t.Errorf("runs started for a missing packages version: %v", runs)
+	}
+	// kiln run's own check refused it: no Build was started at all.
+	if _, err := env.client.DescribeWorkflowExecution(context.Background(), "build/"+branch+"/1877.99", ""); err == nil {
+		t.Error("a Build was started for a missing packages version; kiln run's check should refuse it first")
 	}
 
 	if out, err := run("1877.14", "1877.14"); err != nil {
