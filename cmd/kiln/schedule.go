@@ -26,8 +26,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
-	"sigs.k8s.io/yaml"
 
+	"github.com/kiln-build/kiln/internal/strictyaml"
 	"github.com/kiln-build/kiln/worker"
 	"github.com/kiln-build/kiln/workflows"
 )
@@ -110,8 +110,10 @@ func loadSchedules(path string) (scheduleFile, error) {
 	if err != nil {
 		return f, err
 	}
-	if err := yaml.UnmarshalStrict(data, &f); err != nil {
-		return f, fmt.Errorf("%s: %w", path, err)
+	// Every mistake at once, with its line and path (the worker config's
+	// decoder).
+	if err := strictyaml.Unmarshal(path, data, &f); err != nil {
+		return f, err
 	}
 	if err := f.validate(); err != nil {
 		return f, fmt.Errorf("%s:\n%w", path, err)

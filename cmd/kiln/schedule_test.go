@@ -362,3 +362,32 @@ func TestListShowsWhyANightlySkippedOrBuilt(t *testing.T) {
 		}
 	}
 }
+
+// TestScheduleFileMistakesNameLineAndPath: the schedule file is decoded as
+// strictly as the worker config: every mistake at once, with its line, its
+// path and the nearest field.
+func TestScheduleFileMistakesNameLineAndPath(t *testing.T) {
+	_, err := loadSchedules(writeFile(t, `schedules:
+- id: nightly
+  cron: ["0 2 * * *"]
+  onlyIfChanged: true
+  jitter: 5 minutes
+  overlapp: skip
+  build:
+    repo: https://github.com/gardenlinux/gardenlinux
+    branch: main
+    flavourset: all
+`))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		`:5:11: schedules[0].jitter: want a duration`,
+		`:6:3: schedules[0].overlapp: unknown field, did you mean "overlap"?`,
+		`:10:5: schedules[0].build.flavourset: unknown field, did you mean "flavourSet"? (names are case-sensitive)`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
