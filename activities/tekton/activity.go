@@ -284,6 +284,11 @@ func (a *Activities) await(ctx context.Context, ns, name string) (PipelineRunRes
 			}
 			seen = true
 			p := progressOf(sub, pr, last.Dashboard)
+			if pr.IsDone() {
+				// The run's event can come before its TaskRuns' last
+				// events: read those that the cache has not seen end.
+				a.settleTasks(ctx, ns, &p)
+			}
 			if done, res, err := outcome(pr, p); done {
 				// No heartbeat: the result carries the final progress.
 				logger.Info("pipelinerun finished", "pipelinerun", name, "reason", p.Reason, "tasks", p.Summary())
@@ -374,6 +379,23 @@ func (a *Activities) CancelPipelineRun(ctx context.Context, in CancelRequest) er
 // worker of the build's task queue, since every worker sees every
 // PipelineRun. (The local executor answers with its own worker's queue.)
 func (a *Activities) WorkerQueue(context.Context) (string, error) { return "", nil }
+
+// settleTasks reads from the API server each TaskRun of a finished run
+// that the watch cache still shows unfinished, so the result names the
+// tasks that failed whichever informer delivered its event first. A read
+// that fails leaves the cached state.
+func (a *Activities) settleTasks(ctx context.Context, ns string, p *Progress) {
+	for i, t := range p.Tasks {
+		if t.TaskRun == "" || t.State == TaskSucceeded || t.State == TaskFailed || t.State == TaskSkipped {
+			continue
+		}
+		tr, err := a.client.TektonV1().TaskRuns(ns).Get(ctx, t.TaskRun, metav1.GetOptions{})
+		if err != nil {
+			continue
+		}
+		p.Tasks[i].State, p.Tasks[i].Reason, p.Tasks[i].Message = taskRunState(tr)
+	}
+}
 
 // outcome maps a finished run to the activity's result or error.
 func outcome(pr *pipelinev1.PipelineRun, p Progress) (done bool, res PipelineRunResult, err error) {
