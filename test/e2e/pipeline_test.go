@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,12 +71,21 @@ type suite struct {
 	tk    versioned.Interface
 }
 
+// suiteRun and suiteSeq make every suite's namespace (and so its branch
+// and build IDs) unique in a run: with a random 16-bit name, two of the
+// ~35 suites of a run shared one about once in 100 runs.
+var (
+	suiteRun = fmt.Sprintf("%04x", rand.IntN(0x10000))
+	suiteSeq atomic.Int64
+)
+
 func newSuite(t *testing.T) *suite {
 	t.Helper()
+	n := suiteSeq.Add(1)
 	s := &suite{
 		t:     t,
-		ns:    fmt.Sprintf("e2e-%04x", rand.IntN(0xffff)),
-		queue: fmt.Sprintf("%s-%x", t.Name(), rand.Uint32()),
+		ns:    fmt.Sprintf("e2e-%s-%d", suiteRun, n),
+		queue: fmt.Sprintf("%s-%s-%d", t.Name(), suiteRun, n),
 		tk:    env.stack.Tekton(),
 	}
 	if err := env.stack.PrepareNamespace(s.ctx(), s.ns); err != nil {
