@@ -37,10 +37,16 @@ import (
 // notifyConfig is a build config whose gcp flavour fails, with mail to the
 // SMTP server at addr.
 func notifyConfig(t *testing.T, ns, addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	return notifyConfigSMTP(t, ns, fmt.Sprintf("{host: %q, port: %s, tls: none, from: kiln@example.com, timeout: 5s}", host, port))
+}
+
+// notifyConfigSMTP is notifyConfig with its notifications.smtp given as a
+// YAML flow mapping.
+func notifyConfigSMTP(t *testing.T, ns, smtp string) string {
 	t.Helper()
 	path := buildConfig(t, ns, `    labels:
       kiln.test/outcome: '{{if eq .Flavour.Platform "gcp"}}fail{{else}}ok{{end}}'`)
-	host, port, _ := net.SplitHostPort(addr)
 	handles := filepath.Join(filepath.Dir(path), "handles.yaml")
 	if err := os.WriteFile(handles, []byte("\"@gardenlinux/maintainers\": maintainers@example.com\n\"@gardenlinux/release\": release@example.com\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -51,10 +57,10 @@ func notifyConfig(t *testing.T, ns, addr string) string {
 	}
 	defer f.Close()
 	fmt.Fprintf(f, `notifications:
-  smtp: {host: %q, port: %s, tls: none, from: kiln@example.com, timeout: 5s}
+  smtp: %s
   handles: handles.yaml
   temporalURL: "http://%s/namespaces/{{.Namespace}}/workflows/{{.WorkflowID}}"
-`, host, port, uiAddr())
+`, smtp, uiAddr())
 	return path
 }
 

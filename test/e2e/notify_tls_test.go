@@ -57,24 +57,9 @@ func tlsRelay(t *testing.T) (*smtptest.Server, string) {
 // tlsNotifyConfig is notifyConfig with the relay at addr behind STARTTLS
 // and a login whose password is in the environment variable env.
 func tlsNotifyConfig(t *testing.T, ns, addr, caFile, env string) string {
-	t.Helper()
-	path := buildConfig(t, ns, `    labels:
-      kiln.test/outcome: '{{if eq .Flavour.Platform "gcp"}}fail{{else}}ok{{end}}'`)
 	_, port, _ := net.SplitHostPort(addr)
-	handles := filepath.Join(filepath.Dir(path), "handles.yaml")
-	if err := os.WriteFile(handles, []byte("\"@gardenlinux/maintainers\": maintainers@example.com\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fmt.Fprintf(f, `notifications:
-  smtp: {host: localhost, port: %s, tls: starttls, tlsCAFile: %q, username: %q, passwordEnv: %s, from: kiln@example.com, timeout: 5s}
-  handles: handles.yaml
-`, port, caFile, relayUser, env)
-	return path
+	return notifyConfigSMTP(t, ns, fmt.Sprintf("{host: localhost, port: %s, tls: starttls, tlsCAFile: %q, username: %q, passwordEnv: %s, from: kiln@example.com, timeout: 5s}",
+		port, caFile, relayUser, env))
 }
 
 // logBuffer collects a worker's log.
