@@ -150,8 +150,7 @@ func (b *build) run(ctx workflow.Context) error {
 	var planned workflow.Future
 	if workflow.GetVersion(ctx, changePlanLocal, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		planned = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			StartToCloseTimeout: time.Minute,
-			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 10},
+			StartToCloseTimeout: time.Minute, RetryPolicy: planRetry,
 		}), ActivityPlan, PlanRequest{FlavourSet: b.in.FlavourSet, Flavours: b.in.Flavours})
 	} else {
 		planned = planBuild(ctx, b.in)

@@ -67,10 +67,12 @@ func CheckBuild(ctx workflow.Context, in BuildRequest) (CheckResult, error) {
 // and its result is recorded all the same.
 func planBuild(ctx workflow.Context, in BuildRequest) workflow.Future {
 	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: 10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 10},
+		StartToCloseTimeout: 10 * time.Second, RetryPolicy: planRetry,
 	}), ActivityPlan, PlanRequest{FlavourSet: in.FlavourSet, Flavours: in.Flavours})
 }
+
+// planRetry retries the Plan activity, which reads only configuration.
+var planRetry = &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 10}
 
 func invalidRequest(err error) error {
 	return temporal.NewNonRetryableApplicationError("invalid build request: "+err.Error(), ErrTypeInvalidRequest, nil)
