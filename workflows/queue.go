@@ -3,7 +3,6 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
@@ -37,7 +36,8 @@ const (
 type EnqueueRequest struct {
 	Build BuildRequest `json:"build"`
 	// Last is how the build's latest run ended, when the caller looked it
-	// up and it did not succeed (Failed, Canceled, Terminated, TimedOut):
+	// up and it did not succeed (ExecutionState's Failed, Cancelled,
+	// Terminated or TimedOut):
 	// the build is then queued again whatever the queue remembers.
 	Last string `json:"last,omitempty"`
 }
@@ -90,9 +90,9 @@ func runOf(id string) string {
 
 // States of a finished build in QueueInput.Done.
 const (
-	doneSucceeded = "Succeeded"
-	doneFailed    = "Failed"
-	doneCancelled = "Cancelled"
+	doneSucceeded = StateSucceeded
+	doneFailed    = StateFailed
+	doneCancelled = StateCancelled
 	// doneElsewhere: the child could not start, because a build of its ID
 	// runs or succeeded outside the queue (kiln run).
 	doneElsewhere = "StartedElsewhere"
@@ -317,15 +317,15 @@ func (q *queue) add(ctx workflow.Context, req BuildRequest, last string) Enqueue
 	return res
 }
 
-// endPhrase says how a run ended, from the queue's DoneBuild.State or
-// Temporal's status name (FAILED, CANCELED, TERMINATED, TIMED_OUT).
+// endPhrase says how a run ended, from a state in ExecutionState's
+// vocabulary (which DoneBuild.State shares).
 func endPhrase(state string) string {
-	switch strings.ToUpper(state) {
-	case "CANCELLED", "CANCELED":
+	switch state {
+	case StateCancelled:
 		return "was cancelled"
-	case "TERMINATED":
+	case StateTerminated:
 		return "was terminated"
-	case "TIMED_OUT":
+	case StateTimedOut:
 		return "timed out"
 	}
 	return "failed"

@@ -286,13 +286,13 @@ func (q QueueStarter) Enqueue(ctx context.Context, in workflows.BuildRequest) (w
 	default:
 		info := d.GetWorkflowExecutionInfo()
 		run := info.GetExecution().GetRunId()
-		switch info.GetStatus() {
-		case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		switch state, _ := workflows.ExecutionState(info.GetStatus(), ""); state {
+		case workflows.StateRunning:
 			return workflows.EnqueueResult{BuildID: id, Outcome: workflows.EnqueueRunning, RunID: run}, nil
-		case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		case workflows.StateSucceeded:
 			return workflows.EnqueueResult{BuildID: id, Outcome: workflows.EnqueueSucceeded, RunID: run}, nil
 		default:
-			last = strings.TrimPrefix(info.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_")
+			last = state
 		}
 	}
 	qid := workflows.QueueID(in.Branch)
